@@ -1,0 +1,96 @@
+# smtpd - build, run and test.  `make`, `make run`, `make test` (README.md).
+#
+#   make SELECTOR=select     build with the select() backend (default epoll)
+#   make test                unit tests + e2e suite on epoll, select and an
+#                            ASan+UBSan build
+#   make fuzz                run the libFuzzer harnesses for a while
+
+CC        ?= cc
+SELECTOR  ?= epoll
+OPT       ?= -O2 -g
+SAN       ?=
+BUILD     ?= build/$(SELECTOR)
+CPPFLAGS  += -D_GNU_SOURCE -Iinclude
+CFLAGS    += -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+             -Wmissing-prototypes $(OPT) $(SAN)
+LDFLAGS   += $(SAN)
+LDLIBS    += -lpthread
+PYTHON    ?= /usr/bin/python3
+PORT_ARGS ?=
+
+SERVER_SRC = smtpd.c session.c commands.c auth.c reply.c parser.c \
+             maildir.c committer.c transform.c monitor.c buffer.c args.c \
+             log.c stats.c selector.c selector_$(SELECTOR).c
+SERVER_OBJ = $(SERVER_SRC:%.c=$(BUILD)/%.o)
+MANAGER_OBJ = $(BUILD)/manager.o
+UNIT_TESTS = $(patsubst tests/%.c,%,$(wildcard tests/unit_*.c))
+# objects a unit test may link: everything but main()
+LIB_OBJ    = $(filter-out $(BUILD)/smtpd.o,$(SERVER_OBJ))
+
+.PHONY: all run test unit e2e e2e-epoll e2e-select e2e-asan test-deps \
+        clean fuzz bench install
+
+all: smtpd manager
+
+smtpd: $(BUILD)/smtpd
+	cp $< $@
+manager: $(BUILD)/manager
+	cp $< $@
+
+$(BUILD)/smtpd: $(SERVER_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/manager: $(MANAGER_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c $(wildcard include/*.h) | $(BUILD)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+$(BUILD)/tests/%.o: tests/%.c $(wildcard include/*.h tests/*.h) | $(BUILD)/tests
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD) $(BUILD)/tests:
+	mkdir -p $@
+
+# The demo user of `make run` (README.md): demo / demo.
+run: all
+	./smtpd -u demo:demo $(PORT_ARGS)
+
+# ---- tests ------------------------------------------------------------
+
+test-deps:
+	@$(PYTHON) -c 'import pytest' 2>/dev/null || { \
+	  echo "installing python3-pytest"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq python3-pytest; }
+	@command -v swaks >/dev/null || { \
+	  echo "installing swaks and curl"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq swaks curl || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq swaks curl; }; }
+
+unit: $(addprefix $(BUILD)/tests/,$(UNIT_TESTS))
+	@for t in $^; do echo "== $$t"; ./$$t || exit 1; done
+
+E2E = $(PYTHON) -m pytest -q -p no:cacheprovider e2e
+
+e2e-epoll:
+	$(MAKE) SELECTOR=epoll BUILD=build/epoll build/epoll/smtpd build/epoll/manager
+	SMTPD_BIN=$(CURDIR)/build/epoll/smtpd MANAGER_BIN=$(CURDIR)/build/epoll/manager $(E2E)
+e2e-select:
+	$(MAKE) SELECTOR=select BUILD=build/select build/select/smtpd build/select/manager
+	SMTPD_BIN=$(CURDIR)/build/select/smtpd MANAGER_BIN=$(CURDIR)/build/select/manager $(E2E)
+e2e-asan:
+	$(MAKE) SELECTOR=epoll BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" \
+	  build/asan/smtpd build/asan/manager unit
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=86 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=87 \
+	SMTPD_BIN=$(CURDIR)/build/asan/smtpd MANAGER_BIN=$(CURDIR)/build/asan/manager \
+	SMTPD_SANITIZED=1 $(E2E)
+
+test: test-deps all unit e2e-epoll e2e-select e2e-asan
+	@echo "make test: all suites passed"
+
+clean:
+	rm -rf build smtpd manager

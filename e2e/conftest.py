@@ -1,0 +1,276 @@
+"""Shared fixtures for the end-to-end suite.
+
+Every test starts the real binary (SMTPD_BIN, default ../smtpd) on loopback
+with free ports and a temporary mailbox root, talks to it over real
+sockets, and stops it afterwards.  Standard library only.
+"""
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parent
+SMTPD_BIN = os.environ.get("SMTPD_BIN", str(ROOT / "smtpd"))
+MANAGER_BIN = os.environ.get("MANAGER_BIN", str(ROOT / "manager"))
+SANITIZED = os.environ.get("SMTPD_SANITIZED") == "1"
+# exit codes the sanitizers use (Makefile: ASAN_OPTIONS / UBSAN_OPTIONS)
+SANITIZER_EXITS = (86, 87)
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    """A port free on 127.0.0.1 and ::1 right now (both, for -a defaults)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, kind) as s4:
+            s4.bind(("127.0.0.1", 0))
+            port = s4.getsockname()[1]
+            try:
+                with socket.socket(socket.AF_INET6, kind) as s6:
+                    s6.bind(("::1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
+
+
+class Server:
+    """One running smtpd.  args: extra flags; the fixture adds the ports,
+    -f ROOT, -a 127.0.0.1 -a ::1 (unless given) and -l LOG."""
+
+    def __init__(self, tmp_path, args=(), root=None, env=None):
+        self.port = free_port()
+        self.monitor_port = free_port(socket.SOCK_DGRAM)
+        self.root = pathlib.Path(root) if root else tmp_path / "mail"
+        self.log = tmp_path / "smtpd.log"
+        args = list(args)
+        cmd = [SMTPD_BIN, "-s", str(self.port), "-p", str(self.monitor_port),
+               "-f", str(self.root), "-l", str(self.log), "-L", "debug"]
+        if "-a" not in args:
+            cmd += ["-a", "127.0.0.1", "-a", "::1"]
+        cmd += args
+        self.cmd = cmd
+        full_env = dict(os.environ)
+        if env:
+            full_env.update(env)
+        self.stderr_path = tmp_path / "smtpd.stderr"
+        self._stderr = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=self._stderr, env=full_env)
+        self._wait_ready()
+
+    def _wait_ready(self):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("smtpd exited with %s: %s" % (
+                    self.proc.returncode, self.stderr_text()))
+            try:
+                with socket.create_connection(("127.0.0.1", self.port),
+                                              timeout=1) as s:
+                    s.settimeout(5)
+                    if s.recv(512).startswith(b"220"):
+                        s.sendall(b"QUIT\r\n")
+                        s.recv(512)
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("smtpd did not start: " + self.stderr_text())
+
+    def stderr_text(self):
+        self._stderr.flush()
+        return self.stderr_path.read_text(errors="replace")
+
+    def log_text(self):
+        try:
+            return self.log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def maildir(self, user):
+        return self.root / user
+
+    def new_files(self, user):
+        d = self.root / user / "new"
+        return sorted(d.iterdir()) if d.exists() else []
+
+    def tmp_files(self, user):
+        d = self.root / user / "tmp"
+        return sorted(d.iterdir()) if d.exists() else []
+
+    def wait_new(self, user, count=1, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            files = self.new_files(user)
+            if len(files) >= count:
+                return files
+            time.sleep(0.02)
+        return self.new_files(user)
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        """Stops the server; returns its exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._stderr.close()
+        return self.proc.returncode
+
+    def check_sanitizers(self):
+        err = self.stderr_text()
+        assert "ERROR: AddressSanitizer" not in err, err
+        assert "runtime error:" not in err, err
+        assert "ERROR: LeakSanitizer" not in err, err
+        assert self.proc.returncode not in SANITIZER_EXITS, err
+
+
+@pytest.fixture
+def start_server(tmp_path):
+    """Factory: start_server("-u", "a:b", ...) -> Server.  Every server it
+    started is stopped at the end of the test, and must exit cleanly with
+    no sanitizer report."""
+    servers = []
+    counter = [0]
+
+    def start(*args, root=None, env=None):
+        counter[0] += 1
+        d = tmp_path / ("s%d" % counter[0])
+        d.mkdir()
+        srv = Server(d, args, root=root or (tmp_path / "mail"), env=env)
+        servers.append(srv)
+        return srv
+
+    yield start
+    for srv in servers:
+        was_running = srv.proc.poll() is None
+        code = srv.stop()
+        srv.check_sanitizers()
+        if was_running:
+            assert code == 0, "smtpd exit %s: %s" % (code, srv.stderr_text())
+
+
+@pytest.fixture
+def server(start_server):
+    """A server on defaults (domain localhost), no users."""
+    return start_server()
+
+
+class Client:
+    """A raw SMTP client: send bytes, read whole replies."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=10, family=None):
+        if family is None:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect((host, port))
+        self.buf = b""
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("connection closed; have %r" % self.buf)
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line.decode("latin-1")
+
+    def reply(self):
+        """One whole reply: (code, [text lines]).  Text excludes 'NNN-'."""
+        lines = []
+        while True:
+            line = self._line()
+            lines.append(line[4:])
+            if len(line) < 4 or line[3] != "-":
+                return int(line[:3]), lines
+
+    def reply_line(self):
+        """One reply as 'NNN text' (last line of a multi-line reply)."""
+        code, lines = self.reply()
+        return "%d %s" % (code, lines[-1])
+
+    def cmd(self, line):
+        """Send one command line, return 'NNN text' of its reply."""
+        self.send(line + "\r\n")
+        return self.reply_line()
+
+    def greet(self, ehlo="client.test"):
+        assert self.reply_line().startswith("220 ")
+        self.send("EHLO %s\r\n" % ehlo)
+        code, lines = self.reply()
+        assert code == 250, lines
+        return lines
+
+    def closed(self, timeout=5):
+        """True when the server has closed the connection (EOF)."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buf += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def connect():
+    """Factory: connect(port, host="127.0.0.1") -> Client; closed at end."""
+    clients = []
+
+    def make(port, host="127.0.0.1", **kw):
+        c = Client(port, host, **kw)
+        clients.append(c)
+        return c
+
+    yield make
+    for c in clients:
+        c.close()
+
+
+def send_mail(client, sender, rcpts, body):
+    """MAIL/RCPT/DATA with an already greeted client; returns the final
+    reply line.  body: bytes ending in CRLF, already dot-stuffed."""
+    assert client.cmd("MAIL FROM:<%s>" % sender).startswith("250 2.1.0")
+    for r in rcpts:
+        assert client.cmd("RCPT TO:<%s>" % r).startswith("250 2.1.5")
+    assert client.cmd("DATA").startswith("354")
+    client.send(body + b".\r\n")
+    return client.reply_line()
+
+
+def strip_trace(data):
+    """The stored file minus the Return-Path and Received lines we add."""
+    assert data.startswith(b"Return-Path: "), data[:200]
+    _, rest = data.split(b"\r\n", 1)
+    assert rest.startswith(b"Received: "), rest[:200]
+    # Received may be folded over continuation lines starting with SP/TAB
+    _, rest = rest.split(b"\r\n", 1)
+    while rest[:1] in (b" ", b"\t"):
+        _, rest = rest.split(b"\r\n", 1)
+    return rest

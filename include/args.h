@@ -1,0 +1,53 @@
+/*
+ * args.h - smtpd's command line (SPEC 2) into a struct config.
+ */
+#ifndef ARGS_H
+#define ARGS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "log.h"
+
+#define ARGS_MAX_ADDRS  16
+#define ARGS_MAX_USERS  256
+#define MONITOR_TOKEN_LEN 8
+#define DEFAULT_MONITOR_TOKEN "smtpd"
+
+struct user {
+    char *name;     /* lowercase local-part */
+    char *pass;
+};
+
+struct config {
+    const char *domain;                     /* -d */
+    uint16_t smtp_port;                     /* -s */
+    uint16_t monitor_port;                  /* -p */
+    const char *smtp_addrs[ARGS_MAX_ADDRS]; /* -a; none = every address */
+    size_t n_smtp_addrs;
+    const char *monitor_addrs[ARGS_MAX_ADDRS]; /* -m; none = 127.0.0.1, ::1 */
+    size_t n_monitor_addrs;
+    const char *root;                       /* -f */
+    struct user users[ARGS_MAX_USERS];      /* -u */
+    size_t n_users;
+    int require_auth;                       /* -A */
+    uint8_t token[MONITOR_TOKEN_LEN];       /* -k, NUL-padded */
+    int token_is_default;
+    const char *transform_cmd;              /* -t, NULL = none */
+    const char *log_file;                   /* -l, NULL = stderr */
+    enum log_level log_level;               /* -L */
+    unsigned max_clients;                   /* -c */
+    uint64_t max_size;                      /* -z */
+    unsigned timeout_s;                     /* -T */
+};
+
+/*
+ * Fills cfg from argv. On -h or -v prints to stdout and exits 0; on a bad
+ * flag or value prints one line to stderr and exits 2. Checks only what
+ * needs no I/O; smtpd.c checks the log file and mailbox root next.
+ */
+void args_parse(int argc, char **argv, struct config *cfg);
+
+/* The user called name (already lowercase), or NULL. */
+const struct user *args_find_user(const struct config *cfg, const char *name);
+
+#endif

@@ -1,0 +1,120 @@
+/*
+ * maildir.h - mailboxes and durable delivery into Maildir. Knows nothing
+ * of SMTP: it stores bytes under names it is given.
+ *
+ * A message is written once, into a spool file in the tmp/ of its first
+ * mailbox, then handed to the committer, which makes it durable and links
+ * it into every mailbox's new/. The committer works in batches on a thread
+ * of its own (group commit): one flush covers every message handed over
+ * while the previous flush ran, and the event loop never waits on the disk.
+ */
+#ifndef MAILDIR_H
+#define MAILDIR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#define MAILDIR_ID_MAX   32     /* queue ID: 1-32 of [A-Za-z0-9] */
+#define MAILDIR_NAME_MAX 64     /* a mailbox name is a lowercase local-part */
+
+/* ---- mailboxes -------------------------------------------------------- */
+
+/* Creates root (0700) if missing; 0, or -1 with errno. */
+int maildir_root_init(const char *root);
+
+/* Creates root/name/{tmp,new,cur} (0700) if missing. name must already
+ * be a valid lowercase local-part. 0, or -1 with errno. */
+int maildir_create(const char *root, const char *name);
+
+/* 1 when root/name is a Maildir (tmp, new and cur directories), else 0. */
+int maildir_exists(const char *root, const char *name);
+
+/*
+ * Mailbox names under root that start with prefix (case-insensitive), in
+ * strcmp order, at most max, copied into names[i]. Returns how many were
+ * found in all (may exceed max), or -1 with errno.
+ */
+int maildir_find_prefix(const char *root, const char *prefix,
+                        char names[][MAILDIR_NAME_MAX + 1], size_t max);
+
+/* Removes files older than max_age seconds from every root/<box>/tmp/.
+ * Returns how many were removed, or -1 with errno. */
+int maildir_clean_tmp(const char *root, time_t max_age);
+
+/* ---- one message ------------------------------------------------------ */
+
+struct maildir_msg {
+    int fd;                         /* open for writing, -1 when closed */
+    char id[MAILDIR_ID_MAX + 1];    /* queue ID, part of the file name */
+    char *tmp_path;                 /* root/box/tmp/<unique> (malloc'd) */
+    uint64_t size;                  /* bytes written */
+    time_t sec;                     /* time the name was made */
+};
+
+/*
+ * Starts a message: makes a new queue ID and creates its spool file
+ * root/box/tmp/<sec>.<ID>.<host> with O_CREAT|O_EXCL, mode 0600.
+ * 0, or -1 with errno (ENOSPC, EDQUOT, ...).
+ */
+int maildir_msg_open(struct maildir_msg *m, const char *root, const char *box);
+
+/* Like maildir_msg_open but keeps the ID of 'like' (a transformed copy of
+ * the same message); the tmp name gets a suffix so both can exist. */
+int maildir_msg_open_copy(struct maildir_msg *m, const struct maildir_msg *like,
+                          const char *root, const char *box);
+
+/* Writes all n bytes (retrying short writes). 0, or -1 with errno. */
+int maildir_msg_write(struct maildir_msg *m, const void *p, size_t n);
+
+/* Closes and unlinks the spool file; always safe, also after failures. */
+void maildir_msg_abort(struct maildir_msg *m);
+
+/* ---- the committer (group commit) ------------------------------------ */
+
+struct committer;
+
+struct commit_job {
+    /* filled by the caller */
+    struct maildir_msg msg;         /* moved in: the job owns the file now */
+    char **boxes;                   /* mailbox names (malloc'd array of malloc'd strings, owned by the job) */
+    size_t nboxes;
+    void (*done)(struct commit_job *job);   /* run on the loop's thread */
+    void *data;                     /* the caller's; may be set to NULL to detach */
+    /* set by the committer before done() */
+    int error;                      /* 0, or the errno of the step that failed */
+    struct commit_job *next;        /* committer's list link */
+};
+
+/* Starts the committer thread for root. NULL with errno on failure. */
+struct committer *committer_new(const char *root);
+
+/* Stops the thread after finishing every job already submitted, runs the
+ * remaining done() callbacks, frees everything. */
+void committer_free(struct committer *c);
+
+/* Queues a job; it is flushed with the next batch. The job's file must be
+ * complete (no more writes). */
+void committer_submit(struct committer *c, struct commit_job *job);
+
+/* Hands the queued jobs to the thread if it is idle; call once per loop
+ * turn (selector turn hook). Jobs wait only while a flush is in progress. */
+void committer_flush(struct committer *c);
+
+/* A descriptor that becomes readable when finished jobs wait; register it
+ * for OP_READ and call committer_collect() from on_read. */
+int committer_fd(const struct committer *c);
+
+/* Runs done() for every finished job, then frees those jobs (and their
+ * boxes). On success each box's new/<sec>.<ID>.<host>,S=<size> exists and
+ * is durable; on failure nothing of the message is left in any new/ or tmp/. */
+void committer_collect(struct committer *c);
+
+/* Jobs submitted and not yet collected. */
+size_t committer_pending(const struct committer *c);
+
+/* Frees a job that was never submitted (closing and unlinking its file). */
+void commit_job_free(struct commit_job *job);
+
+#endif

@@ -1,0 +1,50 @@
+/*
+ * transform.h - runs the -t program over one message without blocking the
+ * loop: the spool file is the child's stdin, a second spool file its
+ * stdout, so the loop only waits for the exit (SIGCHLD through the
+ * self-pipe, see transform_reap) or the -T deadline.
+ */
+#ifndef TRANSFORM_H
+#define TRANSFORM_H
+
+#include <stdbool.h>
+#include "selector.h"
+
+struct transform;
+
+/* Called on the loop's thread once the program is over. ok: it exited 0
+ * in time; otherwise reason says why ("exit 3", "signal 9", "timeout",
+ * "spawn failed: ..."). */
+typedef void (*transform_done_fn)(void *data, bool ok, const char *reason);
+
+/* Sets the command (NULL: none). Transformations start ON when there is
+ * one. */
+void transform_configure(const char *cmd, unsigned timeout_s);
+bool transform_available(void);
+bool transform_enabled(void);
+/* Switches for messages whose DATA ends afterwards. Returns -1 (and stays
+ * OFF) when asked ON with no command configured, else 0. */
+int transform_set_enabled(bool on);
+
+/*
+ * Starts /bin/sh -c CMD in a process group of its own, stdin = in_fd
+ * (read from offset 0), stdout = out_fd, with SMTPD_SENDER,
+ * SMTPD_RECIPIENTS and SMTPD_CLIENT added to the environment. Returns the
+ * handle, or NULL with errno set (then done is never called).
+ */
+struct transform *transform_start(struct selector *s, int in_fd, int out_fd,
+                                  const char *sender, const char *recipients,
+                                  const char *client, transform_done_fn done,
+                                  void *data);
+
+/* The session went away: kill the group; done will not be called. */
+void transform_cancel(struct transform *t);
+
+/* Reaps every exited child (waitpid WNOHANG) and finishes their jobs.
+ * Call after SIGCHLD. */
+void transform_reap(void);
+
+/* Children still running (to wait for them at shutdown). */
+unsigned transform_running(void);
+
+#endif
