@@ -274,3 +274,104 @@ def strip_trace(data):
     while rest[:1] in (b" ", b"\t"):
         _, rest = rest.split(b"\r\n", 1)
     return rest
+
+
+# ---- helpers for the SMTP core, delivery and auth suites -----------------
+# (appended; the fixtures above are unchanged)
+import base64  # noqa: E402
+import re  # noqa: E402
+
+QUEUED_RE = re.compile(r"^250 2\.0\.0 Ok: queued as ([A-Za-z0-9]{1,32})$")
+
+
+def queue_id(line):
+    """The ID of a '250 2.0.0 Ok: queued as ID' line; fails on anything else."""
+    m = QUEUED_RE.match(line)
+    assert m, "not a queued reply: %r" % line
+    return m.group(1)
+
+
+def raw_reply(client):
+    """One whole reply as its raw lines, e.g. ['250-localhost', '250 HELP']."""
+    lines = []
+    while True:
+        line = client._line()
+        lines.append(line)
+        if len(line) < 4 or line[3] != "-":
+            return lines
+
+
+def no_reply(client, seconds=1.0):
+    """True when the server sends nothing (and does not close) for seconds."""
+    if client.buf:
+        return False
+    client.sock.settimeout(seconds)
+    try:
+        chunk = client.sock.recv(65536)
+    except socket.timeout:
+        return True
+    finally:
+        client.sock.settimeout(10)
+    client.buf += chunk
+    return False
+
+
+def only_file(srv, user, timeout=10):
+    """(path, bytes) of the single file in user's new/; fails on 0 or >1."""
+    files = srv.wait_new(user, 1, timeout)
+    time.sleep(0.1)
+    files = srv.new_files(user)
+    assert len(files) == 1, files
+    return files[0], files[0].read_bytes()
+
+
+def dot_stuff(body):
+    """SMTP transparency (RFC 5321 4.5.2) for a body made of CRLF lines."""
+    if body.startswith(b"."):
+        body = b"." + body
+    return body.replace(b"\r\n.", b"\r\n..")
+
+
+RECEIVED_RE = re.compile(
+    r"^Received: from (?P<helo>\S+) \(\[(?P<ip>[^\]]+)\]\) by (?P<domain>\S+)"
+    r" with (?P<proto>SMTP|ESMTP|ESMTPA) id (?P<id>[A-Za-z0-9]{1,32})"
+    r"(?: for <(?P<rcpt>[^>]*)>)?; (?P<date>.+)$")
+
+
+def parse_trace(data):
+    """Splits a stored file: (return_path, received_fields, message)."""
+    head, rest = data.split(b"\r\n", 1)
+    assert head.startswith(b"Return-Path: "), data[:200]
+    assert rest.startswith(b"Received: "), rest[:200]
+    recv, rest = rest.split(b"\r\n", 1)
+    while rest[:1] in (b" ", b"\t"):     # folded continuation lines
+        more, rest = rest.split(b"\r\n", 1)
+        recv += b" " + more.lstrip()
+    m = RECEIVED_RE.match(recv.decode("latin-1"))
+    assert m, "bad Received header: %r" % recv
+    return head[len(b"Return-Path: "):].decode("latin-1"), m.groupdict(), rest
+
+
+def b64(data):
+    if isinstance(data, str):
+        data = data.encode()
+    return base64.b64encode(data).decode()
+
+
+def tree(root):
+    """Every path under root, relative, sorted (to prove nothing was made)."""
+    root = pathlib.Path(root)
+    if not root.exists():
+        return []
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def greeted(connect, srv, ehlo="client.test", host="127.0.0.1"):
+    """A client connected to srv that has already done EHLO."""
+    c = connect(srv.port, host)
+    c.greet(ehlo)
+    return c
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")

@@ -11,6 +11,10 @@
 #define MON_REQUEST_LEN     14
 #define MON_RESPONSE_LEN    15
 #define MON_TOKEN_LEN       8
+/* The documented default token (= DEFAULT_MONITOR_TOKEN in args.h). */
+#define MON_DEFAULT_TOKEN   "smtpd"
+/* The documented default UDP port (smtpd -p, manager -p). */
+#define MON_DEFAULT_PORT    6060
 
 /* request offsets */
 #define MON_REQ_ID          3      /* 2 bytes, echoed */

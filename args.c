@@ -1,0 +1,202 @@
+/*
+ * args.c - smtpd's command line (SPEC 2) into struct config. Checks every
+ * value that needs no I/O; on a bad one prints one line and exits 2 before
+ * anything is opened.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "parser.h"
+
+#define SMTPD_VERSION "0.1"
+
+static const char usage_text[] =
+    "usage: smtpd [-d DOMAIN] [-s PORT] [-p PORT] [-a ADDR]... [-m ADDR]...\n"
+    "             [-f DIR] [-u USER:PASS]... [-A] [-k TOKEN] [-t CMD]\n"
+    "             [-l FILE] [-L LEVEL] [-c N] [-z BYTES] [-T SECONDS] [-v] [-h]\n"
+    "\n"
+    "  -d DOMAIN     local mail domain, also the greeting name (localhost)\n"
+    "  -s PORT       SMTP TCP port (2525)\n"
+    "  -p PORT       monitor UDP port (6060)\n"
+    "  -a ADDR       SMTP listen address, repeatable (every IPv4 and IPv6 address)\n"
+    "  -m ADDR       monitor listen address, repeatable (127.0.0.1 and ::1)\n"
+    "  -f DIR        mailbox root, DIR/<user>/{tmp,new,cur} (./mail)\n"
+    "  -u USER:PASS  a user who may AUTH; mailbox created at start, repeatable\n"
+    "  -A            require AUTH before MAIL\n"
+    "  -k TOKEN      monitor token, up to 8 bytes (" DEFAULT_MONITOR_TOKEN ")\n"
+    "  -t CMD        transformation command, run as /bin/sh -c CMD (none)\n"
+    "  -l FILE       log file, reopened on SIGHUP (standard error)\n"
+    "  -L LEVEL      debug, info, warning or error (info)\n"
+    "  -c N          most concurrent SMTP clients (10000)\n"
+    "  -z BYTES      largest message, advertised as SIZE (10485760)\n"
+    "  -T SECONDS    idle timeout per command and DATA read; longest\n"
+    "                transformation run (300)\n"
+    "  -v            print the version and exit\n"
+    "  -h            print this help and exit\n";
+
+static _Noreturn void args_die(const char *fmt, const char *value)
+{
+    fputs("smtpd: ", stderr);
+    fprintf(stderr, fmt, value);
+    fputs(" (smtpd -h for help)\n", stderr);
+    exit(2);
+}
+
+/* Decimal in [min, max], nothing else on the line. */
+static uint64_t args_number(const char *s, uint64_t min, uint64_t max,
+                            const char *what)
+{
+    if (!isdigit((unsigned char)s[0]))
+        args_die(what, s);
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end != '\0' || v < min || v > max)
+        args_die(what, s);
+    return v;
+}
+
+static void args_address(const char *s, const char *what)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, s, buf) != 1 && inet_pton(AF_INET6, s, buf) != 1)
+        args_die(what, s);
+}
+
+static int args_domain_ok(const char *d)
+{
+    size_t len = strlen(d);
+    if (len == 0 || len > SMTP_DOMAIN_MAX || d[0] == '.' || d[0] == '-')
+        return 0;
+    for (const char *p = d; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.')
+            return 0;
+    return strstr(d, "..") == NULL;
+}
+
+static void args_user(struct config *cfg, char *spec)
+{
+    char *colon = strchr(spec, ':');
+    if (colon == NULL || colon == spec)
+        args_die("bad -u '%s': expected USER:PASS", spec);
+    *colon = '\0';
+    if (!parser_local_part_ok(spec, strlen(spec)))
+        args_die("bad -u user name '%s'", spec);
+    if (cfg->n_users == ARGS_MAX_USERS)
+        args_die("too many -u users (at most %s)", "256");
+    for (char *p = spec; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    if (args_find_user(cfg, spec))
+        args_die("user '%s' given twice", spec);
+    cfg->users[cfg->n_users].name = spec;
+    cfg->users[cfg->n_users].pass = colon + 1;
+    cfg->n_users++;
+}
+
+static void args_defaults(struct config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->domain = "localhost";
+    cfg->smtp_port = 2525;
+    cfg->monitor_port = 6060;
+    cfg->root = "./mail";
+    memcpy(cfg->token, DEFAULT_MONITOR_TOKEN, strlen(DEFAULT_MONITOR_TOKEN));
+    cfg->token_is_default = 1;
+    cfg->log_level = LOG_INFO;
+    cfg->max_clients = 10000;
+    cfg->max_size = 10485760;
+    cfg->timeout_s = 300;
+}
+
+static void args_add_addr(const char **list, size_t *n, const char *addr,
+                          const char *what)
+{
+    args_address(addr, what);
+    if (*n == ARGS_MAX_ADDRS)
+        args_die("too many addresses: '%s'", addr);
+    list[(*n)++] = addr;
+}
+
+static void args_token(struct config *cfg, const char *tok)
+{
+    if (strlen(tok) > MONITOR_TOKEN_LEN)
+        args_die("-k token '%s' is longer than 8 bytes", tok);
+    memset(cfg->token, 0, sizeof(cfg->token));
+    memcpy(cfg->token, tok, strlen(tok));
+    cfg->token_is_default = 0;
+}
+
+static void args_option(struct config *cfg, int opt, char *arg)
+{
+    switch (opt) {
+    case 'd':
+        if (!args_domain_ok(arg))
+            args_die("bad domain '%s'", arg);
+        cfg->domain = arg;
+        break;
+    case 's': cfg->smtp_port = (uint16_t)args_number(arg, 1, 65535, "bad SMTP port '%s'"); break;
+    case 'p': cfg->monitor_port = (uint16_t)args_number(arg, 1, 65535, "bad monitor port '%s'"); break;
+    case 'a': args_add_addr(cfg->smtp_addrs, &cfg->n_smtp_addrs, arg, "bad listen address '%s'"); break;
+    case 'm': args_add_addr(cfg->monitor_addrs, &cfg->n_monitor_addrs, arg, "bad monitor address '%s'"); break;
+    case 'f':
+        if (arg[0] == '\0')
+            args_die("empty mailbox root%s", "");
+        cfg->root = arg;
+        break;
+    case 'u': args_user(cfg, arg); break;
+    case 'A': cfg->require_auth = 1; break;
+    case 'k': args_token(cfg, arg); break;
+    case 't':
+        if (arg[0] == '\0')
+            args_die("empty transformation command%s", "");
+        cfg->transform_cmd = arg;
+        break;
+    case 'l': cfg->log_file = arg; break;
+    case 'L':
+        if (log_level_parse(arg, &cfg->log_level) < 0)
+            args_die("unknown log level '%s' (debug, info, warning, error)", arg);
+        break;
+    case 'c': cfg->max_clients = (unsigned)args_number(arg, 1, 1000000, "bad client limit '%s'"); break;
+    case 'z': cfg->max_size = args_number(arg, 1, UINT64_MAX / 2, "bad size limit '%s'"); break;
+    case 'T': cfg->timeout_s = (unsigned)args_number(arg, 1, 86400, "bad timeout '%s'"); break;
+    case 'v': printf("smtpd %s\n", SMTPD_VERSION); exit(0);
+    case 'h': fputs(usage_text, stdout); exit(0);
+    default:
+        fputs(usage_text, stderr);
+        exit(2);
+    }
+}
+
+void args_parse(int argc, char **argv, struct config *cfg)
+{
+    args_defaults(cfg);
+    opterr = 0;
+    int opt;
+    while ((opt = getopt(argc, argv, ":d:s:p:a:m:f:u:Ak:t:l:L:c:z:T:vh")) != -1) {
+        if (opt == '?') {
+            char bad[2] = { (char)optopt, '\0' };
+            args_die("unknown option -%s", bad);
+        }
+        if (opt == ':') {
+            char bad[2] = { (char)optopt, '\0' };
+            args_die("option -%s needs a value", bad);
+        }
+        args_option(cfg, opt, optarg);
+    }
+    if (optind < argc)
+        args_die("unexpected argument '%s'", argv[optind]);
+}
+
+const struct user *args_find_user(const struct config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_users; i++)
+        if (strcmp(cfg->users[i].name, name) == 0)
+            return &cfg->users[i];
+    return NULL;
+}

@@ -1,0 +1,491 @@
+/*
+ * commands.c - what each SMTP command does. One table row per verb says
+ * in which states it is allowed, so "bad sequence" is answered in one
+ * place and every handler only does its own job (STYLE.md habit 2).
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "auth.h"
+#include "log.h"
+#include "session.h"
+#include "stats.h"
+
+#define ST_COMMAND (ST_CONNECTED | ST_READY | ST_MAIL | ST_RCPT)
+#define VRFY_MAX_CANDIDATES 10
+
+typedef void command_fn(struct session *s, const struct smtp_command *cmd);
+
+struct command_row {
+    enum smtp_verb verb;
+    unsigned allowed;           /* states where the verb makes sense */
+    enum reply_id refusal;      /* the answer anywhere else */
+    bool no_args;               /* "DATA x" is a syntax error */
+    command_fn *handle;
+};
+
+static command_fn cmd_helo, cmd_ehlo, cmd_mail, cmd_rcpt, cmd_data, cmd_rset,
+    cmd_noop, cmd_quit, cmd_vrfy, cmd_help, cmd_expn, cmd_auth, cmd_unknown;
+
+static const struct command_row commands[] = {
+    { VERB_HELO, ST_COMMAND,        R_BAD_SEQUENCE, false, cmd_helo },
+    { VERB_EHLO, ST_COMMAND,        R_BAD_SEQUENCE, false, cmd_ehlo },
+    { VERB_MAIL, ST_READY,          R_BAD_SEQUENCE, false, cmd_mail },
+    { VERB_RCPT, ST_MAIL | ST_RCPT, R_NEED_MAIL,    false, cmd_rcpt },
+    { VERB_DATA, ST_RCPT,           R_NEED_RCPT,    true,  cmd_data },
+    { VERB_RSET, ST_COMMAND,        R_BAD_SEQUENCE, true,  cmd_rset },
+    { VERB_NOOP, ST_COMMAND,        R_BAD_SEQUENCE, false, cmd_noop },
+    { VERB_QUIT, ST_COMMAND,        R_BAD_SEQUENCE, true,  cmd_quit },
+    { VERB_VRFY, ST_COMMAND,        R_BAD_SEQUENCE, false, cmd_vrfy },
+    { VERB_HELP, ST_COMMAND,        R_BAD_SEQUENCE, false, cmd_help },
+    { VERB_EXPN, ST_COMMAND,        R_BAD_SEQUENCE, false, cmd_expn },
+    { VERB_AUTH, ST_READY,          R_BAD_SEQUENCE, false, cmd_auth },
+    { VERB_UNKNOWN, ST_COMMAND,     R_UNKNOWN_VERB, false, cmd_unknown },
+};
+
+void commands_dispatch(struct session *s, char *line, size_t len)
+{
+    struct smtp_command cmd;
+    parser_command(line, len, &cmd);
+    const struct command_row *row = commands;
+    while (row->verb != cmd.verb && row->verb != VERB_UNKNOWN)
+        row++;
+    if (!(row->allowed & s->state))
+        session_reply(s, row->refusal);
+    else if (cmd.has_nul && row->verb != VERB_UNKNOWN)
+        session_reply(s, R_BAD_ARGS);
+    else if (row->no_args && cmd.arg_len > 0)
+        session_reply(s, R_NO_ARGS_ALLOWED);
+    else
+        row->handle(s, &cmd);
+}
+
+/* ---- HELO, EHLO ------------------------------------------------------- */
+
+static int greet(struct session *s, const struct smtp_command *cmd, bool esmtp)
+{
+    if (cmd->arg_len == 0) {
+        session_reply(s, R_NEED_HELO_ARG);
+        return -1;
+    }
+    char *helo = strdup(cmd->arg);
+    if (helo == NULL) {
+        session_reply(s, R_LOCAL_ERROR);
+        return -1;
+    }
+    free(s->helo);
+    s->helo = helo;
+    s->esmtp = esmtp;
+    session_reset_transaction(s);          /* RFC 5321 4.1.4 */
+    session_set_state(s, ST_READY);
+    return 0;
+}
+
+static void cmd_helo(struct session *s, const struct smtp_command *cmd)
+{
+    if (greet(s, cmd, false) == 0)
+        session_reply(s, R_HELO, session_env.cfg->domain);
+}
+
+static void cmd_ehlo(struct session *s, const struct smtp_command *cmd)
+{
+    if (greet(s, cmd, true) < 0)
+        return;
+    const struct config *cfg = session_env.cfg;
+    char text[SESSION_REPLY_MAX];
+    int n = snprintf(text, sizeof(text),
+                     "250-%s\r\n250-PIPELINING\r\n250-SIZE %llu\r\n"
+                     "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n%s250 HELP\r\n",
+                     cfg->domain, (unsigned long long)cfg->max_size,
+                     cfg->n_users ? "250-AUTH PLAIN LOGIN\r\n" : "");
+    session_reply_raw(s, text, (size_t)n);
+    s->errors = 0;
+}
+
+/* ---- MAIL, RCPT, DATA ------------------------------------------------- */
+
+static char *path_to_string(const struct smtp_path *path)
+{
+    size_t len = strlen(path->local) + strlen(path->domain) + 2;
+    char *str = malloc(len);
+    if (str == NULL)
+        return NULL;
+    if (path->null_path)
+        str[0] = '\0';
+    else if (path->domain[0])
+        snprintf(str, len, "%s@%s", path->local, path->domain);
+    else
+        snprintf(str, len, "%s", path->local);
+    return str;
+}
+
+static void cmd_mail(struct session *s, const struct smtp_command *cmd)
+{
+    if (session_env.cfg->require_auth && s->auth_user == NULL) {
+        session_reply(s, R_AUTH_REQUIRED);
+        return;
+    }
+    struct smtp_path path;
+    struct mail_params params;
+    switch (parser_mail_from(cmd->arg, &path, &params)) {
+    case PATH_OK:         break;
+    case PATH_SYNTAX:     session_reply(s, R_BAD_ARGS);   return;
+    case PATH_BAD_LOCAL:
+    case PATH_BAD_DOMAIN: session_reply(s, R_BAD_SENDER); return;
+    case PATH_BAD_PARAM:  session_reply(s, R_BAD_PARAM);  return;
+    }
+    if (params.has_size && params.size > session_env.cfg->max_size) {
+        session_reply(s, R_TOO_BIG);
+        return;
+    }
+    s->sender = path_to_string(&path);
+    if (s->sender == NULL) {
+        session_reply(s, R_LOCAL_ERROR);
+        return;
+    }
+    session_set_state(s, ST_MAIL);
+    session_reply(s, R_SENDER_OK);
+}
+
+static void lowercase(char *p)
+{
+    for (; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+}
+
+static bool mailbox_known(const char *box)
+{
+    return strcmp(box, "postmaster") == 0
+           || maildir_exists(session_env.cfg->root, box);
+}
+
+static void rcpt_refuse(struct session *s, const char *arg, enum reply_id id)
+{
+    char safe[128];
+    stats.rcpt_rejected++;
+    log_info("%s:%u rcpt rejected %s: %d %s", s->ip, s->port,
+             log_escape(safe, sizeof(safe), arg), replies[id].code, replies[id].esc);
+    session_reply(s, id);
+}
+
+/* Which reply a parsed RCPT path earns, before the mailbox is looked up. */
+static enum reply_id rcpt_check(enum path_status st, const struct smtp_path *path)
+{
+    switch (st) {
+    case PATH_OK:         break;
+    case PATH_SYNTAX:     return R_BAD_ARGS;
+    case PATH_BAD_LOCAL:  return R_BAD_LOCAL;
+    case PATH_BAD_DOMAIN: return R_BAD_DOMAIN;
+    case PATH_BAD_PARAM:  return R_BAD_PARAM;
+    }
+    if (path->domain[0] && strcasecmp(path->domain, session_env.cfg->domain) != 0)
+        return R_RELAY_DENIED;
+    return R_RCPT_OK;
+}
+
+static int rcpt_add(struct session *s, const struct smtp_path *path, char *box)
+{
+    if (s->nrcpts == s->rcpt_cap) {
+        size_t cap = s->rcpt_cap ? s->rcpt_cap * 2 : 4;
+        char **r = realloc(s->rcpts, cap * sizeof(*r));
+        if (r)
+            s->rcpts = r;
+        char **b = realloc(s->boxes, cap * sizeof(*b));
+        if (b)
+            s->boxes = b;
+        if (r == NULL || b == NULL)
+            return -1;
+        s->rcpt_cap = cap;
+    }
+    struct smtp_path full = *path;
+    if (full.domain[0] == '\0')
+        snprintf(full.domain, sizeof(full.domain), "%s", session_env.cfg->domain);
+    char *addr = path_to_string(&full);
+    if (addr == NULL)
+        return -1;
+    s->rcpts[s->nrcpts] = addr;
+    s->boxes[s->nrcpts] = box;
+    s->nrcpts++;
+    return 0;
+}
+
+static void cmd_rcpt(struct session *s, const struct smtp_command *cmd)
+{
+    if (s->nrcpts >= SESSION_MAX_RCPTS) {
+        rcpt_refuse(s, cmd->arg, R_TOO_MANY_RCPTS);
+        return;
+    }
+    struct smtp_path path;
+    enum reply_id id = rcpt_check(parser_rcpt_to(cmd->arg, &path), &path);
+    if (id != R_RCPT_OK) {
+        rcpt_refuse(s, cmd->arg, id);
+        return;
+    }
+    char *box = strdup(path.local);
+    if (box == NULL) {
+        session_reply(s, R_LOCAL_ERROR);
+        return;
+    }
+    lowercase(box);
+    if (!mailbox_known(box)) {
+        free(box);
+        rcpt_refuse(s, cmd->arg, R_NO_MAILBOX);
+        return;
+    }
+    if (rcpt_add(s, &path, box) < 0) {
+        free(box);
+        session_reply(s, R_LOCAL_ERROR);
+        return;
+    }
+    session_set_state(s, ST_RCPT);
+    session_reply(s, R_RCPT_OK);
+}
+
+static void cmd_data(struct session *s, const struct smtp_command *cmd)
+{
+    (void)cmd;
+    if (delivery_begin(s) == 0)
+        session_reply(s, R_DATA_GO);
+}
+
+/* ---- the rest --------------------------------------------------------- */
+
+static void cmd_rset(struct session *s, const struct smtp_command *cmd)
+{
+    (void)cmd;
+    session_reset_transaction(s);
+    session_reply(s, R_RESET);
+}
+
+static void cmd_noop(struct session *s, const struct smtp_command *cmd)
+{
+    (void)cmd;
+    session_reply(s, R_OKAY);
+}
+
+static void cmd_quit(struct session *s, const struct smtp_command *cmd)
+{
+    (void)cmd;
+    session_reply(s, R_BYE);
+}
+
+static void cmd_help(struct session *s, const struct smtp_command *cmd)
+{
+    (void)cmd;
+    session_reply(s, R_HELP);
+}
+
+static void cmd_expn(struct session *s, const struct smtp_command *cmd)
+{
+    (void)cmd;
+    session_reply(s, R_EXPN);
+}
+
+static void cmd_unknown(struct session *s, const struct smtp_command *cmd)
+{
+    (void)cmd;
+    session_reply(s, R_UNKNOWN_VERB);
+}
+
+/* VRFY user | user@domain | <user@domain>: the local-part, or NULL when
+ * the argument names another domain or is not an address at all. */
+static char *vrfy_local_part(const char *arg, enum reply_id *why)
+{
+    char buf[SMTP_PATH_MAX + 3];
+    size_t len = strlen(arg);
+    if (len >= 2 && arg[0] == '<' && arg[len - 1] == '>') {
+        arg++;
+        len -= 2;
+    }
+    if (len == 0 || len >= sizeof(buf)) {
+        *why = R_BAD_ARGS;
+        return NULL;
+    }
+    memcpy(buf, arg, len);
+    buf[len] = '\0';
+    char *at = strchr(buf, '@');
+    if (at) {
+        *at = '\0';
+        if (strcasecmp(at + 1, session_env.cfg->domain) != 0) {
+            *why = R_NO_MAILBOX;
+            return NULL;
+        }
+    }
+    if (!parser_local_part_ok(buf, strlen(buf))) {
+        *why = R_BAD_LOCAL;
+        return NULL;
+    }
+    lowercase(buf);
+    return strdup(buf);
+}
+
+static void vrfy_ambiguous(struct session *s, char names[][MAILDIR_NAME_MAX + 1],
+                           size_t n)
+{
+    char line[SESSION_REPLY_MAX];
+    const struct reply *r = &replies[R_VRFY_AMBIGUOUS];
+    int len = snprintf(line, sizeof(line), "%d-%s %s\r\n", r->code, r->esc, r->text);
+    session_reply_raw(s, line, (size_t)len);
+    for (size_t i = 0; i < n; i++) {
+        len = snprintf(line, sizeof(line), "%d%c%s <%s@%s>\r\n", r->code,
+                       i + 1 == n ? ' ' : '-', r->esc, names[i],
+                       session_env.cfg->domain);
+        session_reply_raw(s, line, (size_t)len);
+    }
+    s->errors++;
+}
+
+static void cmd_vrfy(struct session *s, const struct smtp_command *cmd)
+{
+    enum reply_id why = R_BAD_ARGS;
+    char *name = vrfy_local_part(cmd->arg, &why);
+    if (name == NULL) {
+        session_reply(s, why);
+        return;
+    }
+    static char found[VRFY_MAX_CANDIDATES][MAILDIR_NAME_MAX + 1];
+    int n = 0;
+    if (mailbox_known(name))
+        session_reply(s, R_VRFY_OK, name, session_env.cfg->domain);
+    else if ((n = maildir_find_prefix(session_env.cfg->root, name, found,
+                                      VRFY_MAX_CANDIDATES)) >= 2)
+        vrfy_ambiguous(s, found, n > VRFY_MAX_CANDIDATES ? VRFY_MAX_CANDIDATES : (size_t)n);
+    else
+        session_reply(s, R_NO_MAILBOX);
+    free(name);
+}
+
+/* ---- AUTH (RFC 4954): PLAIN and LOGIN ------------------------------- */
+
+#define AUTH_DECODED_MAX (SMTP_AUTH_LINE_MAX / 4 * 3 + 3)
+
+static void auth_finish(struct session *s, const char *user, const char *pass)
+{
+    char safe[128];
+    s->auth_step = AUTH_NONE;
+    session_set_state(s, ST_READY);
+    if (auth_check(session_env.cfg, user, pass)) {
+        s->auth_user = strdup(user);
+        if (s->auth_user) {
+            lowercase(s->auth_user);
+            log_info("%s:%u authenticated as %s", s->ip, s->port, s->auth_user);
+            session_reply(s, R_AUTH_OK);
+            return;
+        }
+    }
+    stats.auth_failures++;
+    log_warn("%s:%u AUTH failed for user '%s'", s->ip, s->port,
+             log_escape(safe, sizeof(safe), user));
+    session_reply(s, R_AUTH_FAILED);
+}
+
+/* Decodes one base64 SASL response into a static buffer, NUL-terminated. */
+static char *auth_decode(struct session *s, const char *b64, size_t len, size_t *out)
+{
+    static uint8_t decoded[AUTH_DECODED_MAX + 1];
+    if (auth_base64_decode(b64, len, decoded, AUTH_DECODED_MAX, out) < 0) {
+        s->auth_step = AUTH_NONE;
+        session_set_state(s, ST_READY);
+        session_reply(s, R_BAD_BASE64);
+        return NULL;
+    }
+    decoded[*out] = '\0';
+    return (char *)decoded;
+}
+
+static void auth_plain(struct session *s, const char *b64, size_t len)
+{
+    char user[256], pass[256];
+    size_t n;
+    char *msg = auth_decode(s, b64, len, &n);
+    if (msg == NULL)
+        return;
+    if (auth_plain_split((uint8_t *)msg, n, user, sizeof(user), pass, sizeof(pass)) < 0)
+        user[0] = pass[0] = '\0';   /* malformed: fails like a wrong password */
+    auth_finish(s, user, pass);
+    memset(pass, 0, sizeof(pass));
+}
+
+static void auth_challenge(struct session *s, enum auth_step step, const char *text)
+{
+    s->auth_step = step;
+    session_set_state(s, ST_AUTH);
+    session_reply(s, R_AUTH_CHALLENGE, text);
+}
+
+static void auth_login_user(struct session *s, const char *b64, size_t len)
+{
+    size_t n;
+    char *user = auth_decode(s, b64, len, &n);
+    if (user == NULL)
+        return;
+    free(s->auth_login_user);
+    s->auth_login_user = strdup(user);
+    auth_challenge(s, AUTH_LOGIN_PASS, "UGFzc3dvcmQ6");     /* "Password:" */
+}
+
+void commands_auth_line(struct session *s, char *line, size_t len)
+{
+    if (len == 1 && line[0] == '*') {
+        s->auth_step = AUTH_NONE;
+        session_set_state(s, ST_READY);
+        stats.auth_failures++;
+        log_info("%s:%u AUTH cancelled by the client", s->ip, s->port);
+        session_reply(s, R_AUTH_CANCELLED);
+        return;
+    }
+    size_t n;
+    char *pass;
+    switch (s->auth_step) {
+    case AUTH_PLAIN_WAIT:
+        auth_plain(s, line, len);
+        break;
+    case AUTH_LOGIN_USER:
+        auth_login_user(s, line, len);
+        break;
+    case AUTH_LOGIN_PASS:
+        pass = auth_decode(s, line, len, &n);
+        if (pass) {
+            auth_finish(s, s->auth_login_user ? s->auth_login_user : "", pass);
+            memset(pass, 0, n);
+        }
+        break;
+    case AUTH_NONE:
+        session_set_state(s, ST_READY);
+        session_reply(s, R_BAD_SEQUENCE);
+        break;
+    }
+}
+
+static void cmd_auth(struct session *s, const struct smtp_command *cmd)
+{
+    if (session_env.cfg->n_users == 0) {
+        session_reply(s, R_AUTH_MECH);
+        return;
+    }
+    if (s->auth_user) {
+        session_reply(s, R_ALREADY_AUTH);
+        return;
+    }
+    const char *mech = cmd->arg;
+    size_t mlen = strcspn(mech, " ");
+    const char *initial = mech[mlen] ? mech + mlen + 1 : NULL;
+    while (initial && *initial == ' ')
+        initial++;
+    if (mlen == 5 && strncasecmp(mech, "PLAIN", 5) == 0) {
+        if (initial && *initial)
+            auth_plain(s, initial, strlen(initial));
+        else
+            auth_challenge(s, AUTH_PLAIN_WAIT, "");
+    } else if (mlen == 5 && strncasecmp(mech, "LOGIN", 5) == 0) {
+        if (initial && *initial)
+            auth_login_user(s, initial, strlen(initial));
+        else
+            auth_challenge(s, AUTH_LOGIN_USER, "VXNlcm5hbWU6");  /* "Username:" */
+    } else {
+        session_reply(s, R_AUTH_MECH);
+    }
+}

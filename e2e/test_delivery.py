@@ -1,0 +1,208 @@
+"""Delivery (SPEC 3, 5): what a stored file holds (Return-Path, Received,
+the message), its Maildir name, one file per mailbox, which mailboxes
+exist, IPv6 clients, and the stale tmp/ sweep at start."""
+import email.utils
+import os
+import re
+import stat
+import time
+
+import pytest
+
+from conftest import (greeted, only_file, parse_trace, queue_id, send_mail,
+                      strip_trace)
+
+BODY = b"From: a@b.test\r\nSubject: deliver\r\n\r\nhello there\r\n"
+
+
+def check_date(text):
+    when = email.utils.parsedate_to_datetime(text)
+    assert when.tzinfo is not None, text
+    assert abs(when.timestamp() - time.time()) < 86400, text
+
+
+def test_stored_file_has_trace_headers_then_the_message(server, connect):
+    c = greeted(connect, server, ehlo="client.example")
+    qid = queue_id(send_mail(c, "a@b.test", ["postmaster@localhost"], BODY))
+    path, data = only_file(server, "postmaster")
+    assert data.startswith(b"Return-Path: <a@b.test>\r\nReceived: from ")
+    rp, f, msg = parse_trace(data)
+    assert rp == "<a@b.test>"
+    assert f["helo"] == "client.example"
+    assert f["ip"] == "127.0.0.1"
+    assert f["domain"] == "localhost"
+    assert f["proto"] == "ESMTP"
+    assert f["id"] == qid
+    assert f["rcpt"].lower() == "postmaster@localhost"
+    check_date(f["date"])
+    assert msg == BODY
+
+
+def test_maildir_file_name(server, connect):
+    c = greeted(connect, server)
+    qid = queue_id(send_mail(c, "a@b.test", ["postmaster@localhost"], BODY))
+    path, data = only_file(server, "postmaster")
+    m = re.match(r"^(\d+)\.(.+)\.([^.,/]+[^,/]*),S=(\d+)$", path.name)
+    assert m, path.name
+    assert abs(int(m.group(1)) - time.time()) < 3600, path.name
+    assert qid in path.name[len(m.group(1)):], path.name
+    assert int(m.group(4)) == len(data) == path.stat().st_size
+    assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, oct(
+        path.stat().st_mode)
+    assert server.tmp_files("postmaster") == []
+
+
+def test_helo_gives_smtp_in_received(server, connect):
+    c = connect(server.port)
+    c.reply_line()
+    assert c.cmd("HELO old.client").startswith("250")
+    queue_id(send_mail(c, "a@b.test", ["postmaster@localhost"], BODY))
+    _, f, _ = parse_trace(only_file(server, "postmaster")[1])
+    assert f["proto"] == "SMTP" and f["helo"] == "old.client"
+
+
+def test_several_mailboxes_get_identical_files(start_server, connect):
+    srv = start_server("-u", "alice:x", "-u", "bob:y")
+    c = greeted(connect, srv)
+    qid = queue_id(send_mail(c, "a@b.test", ["alice@localhost",
+                                             "bob@localhost",
+                                             "postmaster@localhost"], BODY))
+    datas = []
+    for user in ("alice", "bob", "postmaster"):
+        path, data = only_file(srv, user)
+        assert qid in path.name
+        datas.append(data)
+    assert datas[0] == datas[1] == datas[2]
+    _, f, msg = parse_trace(datas[0])
+    assert f["rcpt"] is None, "no 'for <...>' with several recipients"
+    assert f["id"] == qid and msg == BODY
+
+
+def test_same_mailbox_twice_is_delivered_once(server, connect):
+    c = greeted(connect, server)
+    queue_id(send_mail(c, "a@b.test", ["postmaster@localhost",
+                                       "PostMaster@localhost"], BODY))
+    assert strip_trace(only_file(server, "postmaster")[1]) == BODY
+
+
+def test_ids_are_unique(server, connect):
+    c = greeted(connect, server)
+    ids = [queue_id(send_mail(c, "a@b.test", ["postmaster@localhost"],
+                              BODY)) for _ in range(20)]
+    c2 = greeted(connect, server)
+    ids.append(queue_id(send_mail(c2, "a@b.test", ["postmaster@localhost"],
+                                  BODY)))
+    assert len(set(ids)) == 21
+    files = server.wait_new("postmaster", 21)
+    assert len(files) == 21
+    for qid in ids:
+        assert sum(qid in f.name for f in files) == 1, qid
+
+
+def test_id_is_in_the_log(server, connect):
+    c = greeted(connect, server)
+    qid = queue_id(send_mail(c, "a@b.test", ["postmaster@localhost"], BODY))
+    deadline = time.monotonic() + 5
+    while qid not in server.log_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert qid in server.log_text()
+
+
+def test_ipv6_client(server, connect):
+    c = connect(server.port, "::1")
+    c.greet("v6.client")
+    qid = queue_id(send_mail(c, "a@b.test", ["postmaster@localhost"], BODY))
+    _, f, msg = parse_trace(only_file(server, "postmaster")[1])
+    assert f["ip"] == "IPv6:::1" and f["id"] == qid and msg == BODY
+
+
+def test_user_mailboxes_are_made_at_start(start_server, tmp_path):
+    srv = start_server("-u", "alice:x", "-u", "Bob:y")
+    for user in ("alice", "bob"):
+        box = srv.root / user
+        assert stat.S_IMODE(box.stat().st_mode) == 0o700, user
+        for sub in ("tmp", "new", "cur"):
+            assert (box / sub).is_dir(), (user, sub)
+            assert stat.S_IMODE((box / sub).stat().st_mode) == 0o700
+
+
+def test_hand_made_maildir_is_a_mailbox(start_server, connect, tmp_path):
+    root = tmp_path / "mail"
+    for sub in ("tmp", "new", "cur"):
+        (root / "carol" / sub).mkdir(parents=True)
+    (root / "broken" / "new").mkdir(parents=True)   # not a valid Maildir
+    (root / "plainfile").write_text("x")
+    srv = start_server()
+    c = greeted(connect, srv)
+    c.cmd("MAIL FROM:<a@b.test>")
+    assert c.cmd("RCPT TO:<Carol@localhost>").startswith("250 2.1.5")
+    assert c.cmd("RCPT TO:<broken@localhost>").startswith("550 5.1.1")
+    assert c.cmd("RCPT TO:<plainfile@localhost>").startswith("550 5.1.1")
+    assert c.cmd("DATA").startswith("354")
+    c.send(BODY + b".\r\n")
+    queue_id(c.reply_line())
+    assert strip_trace(only_file(srv, "carol")[1]) == BODY
+    assert (root / "plainfile").read_text() == "x"
+
+
+def test_users_receive_mail(start_server, connect):
+    srv = start_server("-u", "alice:secret")
+    c = greeted(connect, srv)
+    queue_id(send_mail(c, "x@y.test", ["ALICE@localhost"], BODY))
+    rp, f, msg = parse_trace(only_file(srv, "alice")[1])
+    assert rp == "<x@y.test>" and msg == BODY
+    assert srv.new_files("postmaster") == []
+
+
+def test_stale_tmp_files_are_swept_at_start(start_server, tmp_path):
+    root = tmp_path / "mail"
+    tmp = root / "postmaster" / "tmp"
+    for sub in ("tmp", "new", "cur"):
+        (root / "postmaster" / sub).mkdir(parents=True, exist_ok=True)
+    old, fresh = tmp / "1.old.host", tmp / "2.fresh.host"
+    old.write_text("old")
+    fresh.write_text("fresh")
+    then = time.time() - 37 * 3600
+    os.utime(old, (then, then))
+    recent = time.time() - 3600
+    os.utime(fresh, (recent, recent))
+    kept = root / "postmaster" / "new" / "1.kept.host"
+    kept.write_text("mail")
+    os.utime(kept, (then, then))
+    start_server()
+    deadline = time.monotonic() + 5
+    while old.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not old.exists()
+    assert fresh.exists() and kept.exists()
+
+
+@pytest.mark.parametrize("sender", ["", "a@b.test", "first.last+tag@sub.b.test"])
+def test_return_path_is_the_sender(server, connect, sender):
+    c = greeted(connect, server)
+    queue_id(send_mail(c, sender, ["postmaster@localhost"], BODY))
+    rp, _, _ = parse_trace(only_file(server, "postmaster")[1])
+    assert rp == "<%s>" % sender
+
+
+def test_messages_from_two_sessions_both_land(server, connect):
+    a = greeted(connect, server)
+    b = greeted(connect, server)
+    a.cmd("MAIL FROM:<a@b.test>")
+    b.cmd("MAIL FROM:<c@d.test>")
+    a.cmd("RCPT TO:<postmaster@localhost>")
+    b.cmd("RCPT TO:<postmaster@localhost>")
+    assert a.cmd("DATA").startswith("354")
+    assert b.cmd("DATA").startswith("354")
+    a.send(b"Subject: A\r\n\r\nfrom a, part 1\r\n")
+    b.send(b"Subject: B\r\n\r\nfrom b\r\n.\r\n")
+    qb = queue_id(b.reply_line())
+    a.send(b"from a, part 2\r\n.\r\n")
+    qa = queue_id(a.reply_line())
+    files = server.wait_new("postmaster", 2)
+    got = {}
+    for f in files:
+        _, fields, msg = parse_trace(f.read_bytes())
+        got[fields["id"]] = msg
+    assert got == {qa: b"Subject: A\r\n\r\nfrom a, part 1\r\nfrom a, part 2\r\n",
+                   qb: b"Subject: B\r\n\r\nfrom b\r\n"}

@@ -1,0 +1,116 @@
+/*
+ * session.h - one SMTP client: its state, buffers and transaction. Shared
+ * by session.c (connection, I/O, replies, timers), commands.c (the
+ * command table and its handlers) and delivery.c (DATA to new/).
+ */
+#ifndef SESSION_H
+#define SESSION_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "args.h"
+#include "buffer.h"
+#include "maildir.h"
+#include "parser.h"
+#include "reply.h"
+#include "selector.h"
+
+#define SESSION_IN_SMALL    1024            /* command lines, idle clients */
+#define SESSION_IN_BIG      (16 * 1024)     /* DATA and long AUTH lines */
+#define SESSION_OUT_SIZE    1536
+#define SESSION_REPLY_MAX   512             /* room kept for one reply */
+#define SESSION_MAX_RCPTS   100
+#define SESSION_MAX_ERRORS  10
+
+/* States are bits so a command table row can list where it is allowed. */
+enum session_state {
+    ST_CONNECTED = 1 << 0,   /* greeted, no HELO/EHLO yet */
+    ST_READY     = 1 << 1,   /* HELO/EHLO done, no transaction */
+    ST_MAIL      = 1 << 2,   /* MAIL accepted */
+    ST_RCPT      = 1 << 3,   /* at least one RCPT accepted */
+    ST_DATA      = 1 << 4,   /* reading the message body */
+    ST_AUTH      = 1 << 5,   /* reading a SASL response line */
+    ST_WAIT      = 1 << 6,   /* message handed to transform/committer */
+};
+
+enum auth_step { AUTH_NONE, AUTH_PLAIN_WAIT, AUTH_LOGIN_USER, AUTH_LOGIN_PASS };
+
+struct session_env {
+    const struct config *cfg;
+    struct selector *sel;
+    struct committer *committer;
+    bool shutting_down;
+};
+
+struct session {
+    int fd;
+    enum session_state state;
+    struct session *prev, *next;        /* every live session (shutdown) */
+
+    struct buffer in;
+    uint8_t *in_big;                    /* malloc'd while in use, else NULL */
+    struct line_reader lines;
+    struct buffer out;
+    bool closing;                       /* close once out is flushed */
+    bool after_reply_close;             /* shutdown: 421 after this transaction */
+
+    struct selector_timer timer;        /* idle timeout */
+    uint64_t last_activity;             /* selector_now_ms() */
+    unsigned errors;                    /* erroneous commands in a row */
+
+    char addr[INET6_ADDRSTRLEN + 8];    /* "[IPv6:::1]" style for Received */
+    char ip[INET6_ADDRSTRLEN];          /* bare, for logs and SMTPD_CLIENT */
+    uint16_t port;
+    char *helo;                         /* as sent, malloc'd */
+    bool esmtp;                         /* EHLO rather than HELO */
+    char *auth_user;                    /* NULL until AUTH succeeds */
+    enum auth_step auth_step;
+    char *auth_login_user;              /* AUTH LOGIN: name before password */
+
+    /* the transaction */
+    char *sender;                       /* bare address, "" for <> */
+    char **rcpts;                       /* addresses as accepted */
+    char **boxes;                       /* mailbox (lowercase local-part) of each */
+    size_t nrcpts, rcpt_cap;
+    struct data_parser data;
+    struct maildir_msg msg;             /* spool file while in DATA */
+    uint64_t body_size;                 /* body bytes after unstuffing */
+    bool too_big;                       /* over -z: read and thrown away */
+    int write_errno;                    /* first spool write error */
+    struct commit_job *job;             /* handed to the committer */
+    struct transform *transform;        /* running filter */
+    struct maildir_msg filtered;        /* the filter's output */
+};
+
+extern struct session_env session_env;
+
+/* session.c */
+void session_init(const struct config *cfg, struct selector *sel,
+                  struct committer *c);
+void session_on_accept(struct selector_key *key);   /* listening socket */
+void session_reply(struct session *s, enum reply_id id, ...);
+void session_reply_raw(struct session *s, const char *text, size_t len);
+void session_close_after_flush(struct session *s);
+void session_reset_transaction(struct session *s);
+void session_resume(struct session *s);     /* after ST_WAIT ends */
+void session_set_state(struct session *s, enum session_state st);
+int session_use_big_input(struct session *s);
+void session_shutdown_all(void);            /* SIGTERM */
+void session_close_all(void);               /* the shutdown deadline */
+size_t session_count(void);
+
+/* commands.c */
+void commands_dispatch(struct session *s, char *line, size_t len);
+void commands_auth_line(struct session *s, char *line, size_t len);
+
+/* delivery.c */
+int delivery_begin(struct session *s);      /* at DATA: 0 or -1 (replied) */
+void delivery_body(struct session *s, const uint8_t *p, size_t n);
+void delivery_end(struct session *s);       /* after <CRLF>.<CRLF> */
+void delivery_abandon(struct session *s);   /* the client left */
+
+#endif

@@ -1,0 +1,460 @@
+/*
+ * maildir.c - mailboxes under the root, and one message's spool file in a
+ * Maildir tmp/: unique names, exclusive create, writes, abort. Making the
+ * file durable and linking it into new/ is committer.c's job.
+ * Returns 0, or -1 with errno set. Never exits.
+ */
+#include "maildir.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Shared with committer.c only (maildir.h is fixed): the name a message
+ * gets in new/, so the naming rule lives in this one file. */
+int maildir_msg_final_name(const struct maildir_msg *m, char *dst, size_t len);
+
+/* Our host name as the Maildir convention wants it: '/' and ':' would
+ * break the name (a path separator, the info separator), so they are
+ * written as octal escapes. Worst case every byte takes 4. */
+static char maildir_host[4 * 64 + 1];
+static pthread_once_t maildir_host_once = PTHREAD_ONCE_INIT;
+
+/* Deliveries made by this process; with the pid and the microsecond it
+ * makes every name unique on this host. */
+static atomic_ullong maildir_counter;
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static int maildir_path(char *dst, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* snprintf that refuses to truncate: a cut path would name another file. */
+static int maildir_path(char *dst, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(dst, len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= len) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return 0;
+}
+
+/* SPEC 3 local-part rule, checked again here so that no caller mistake
+ * can make us touch a path outside root ('/', "..", a leading dot).
+ * lower_only: mailbox directories are always lowercase. */
+static int maildir_name_ok(const char *s, int lower_only)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len > MAILDIR_NAME_MAX || s[0] == '.' || s[len - 1] == '.')
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '.' && s[i + 1] == '.')
+            return 0;
+        if (lower_only && isupper(ch))
+            return 0;
+        if (!isalnum(ch) && !strchr("._+-", ch))
+            return 0;
+    }
+    return 1;
+}
+
+static int maildir_is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* fsync of a directory makes the entries just created in it durable. */
+static int maildir_sync_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
+/* mkdir that accepts an existing directory; *created tells which. */
+static int maildir_mkdir(const char *path, int *created)
+{
+    if (mkdir(path, 0700) == 0) {
+        *created = 1;
+        return 0;
+    }
+    if (errno != EEXIST)
+        return -1;
+    if (!maildir_is_dir(path)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- mailboxes -------------------------------------------------------- */
+
+/* Creates every missing component, like mkdir -p, so "-f a/b/mail" works. */
+int maildir_root_init(const char *root)
+{
+    char path[PATH_MAX];
+    int created = 0;
+    if (root[0] == '\0') {
+        errno = ENOENT;
+        return -1;
+    }
+    if (maildir_path(path, sizeof path, "%s", root) < 0)
+        return -1;
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        int rc = maildir_mkdir(path, &created);
+        *p = '/';
+        if (rc < 0)
+            return -1;
+    }
+    if (maildir_mkdir(path, &created) < 0)
+        return -1;
+    /* Fail now, with a clear errno, rather than at the first delivery. */
+    return access(path, W_OK | X_OK);
+}
+
+int maildir_create(const char *root, const char *name)
+{
+    static const char *const subdirs[] = { "tmp", "new", "cur" };
+    char box[PATH_MAX], sub[PATH_MAX];
+    int created = 0;
+
+    if (!maildir_name_ok(name, 1)) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (maildir_path(box, sizeof box, "%s/%s", root, name) < 0 ||
+        maildir_mkdir(box, &created) < 0)
+        return -1;
+    for (size_t i = 0; i < 3; i++) {
+        if (maildir_path(sub, sizeof sub, "%s/%s", box, subdirs[i]) < 0 ||
+            maildir_mkdir(sub, &created) < 0)
+            return -1;
+    }
+    /* A mailbox made for a user must survive a crash like its mail does. */
+    if (created && (maildir_sync_dir(box) < 0 || maildir_sync_dir(root) < 0))
+        return -1;
+    return 0;
+}
+
+int maildir_exists(const char *root, const char *name)
+{
+    static const char *const subdirs[] = { "tmp", "new", "cur" };
+    char path[PATH_MAX];
+
+    if (!maildir_name_ok(name, 0))
+        return 0;
+    for (size_t i = 0; i < 3; i++) {
+        if (maildir_path(path, sizeof path, "%s/%s/%s", root, name,
+                         subdirs[i]) < 0 || !maildir_is_dir(path))
+            return 0;
+    }
+    return 1;
+}
+
+static DIR *maildir_opendir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+    }
+    return d;
+}
+
+/* Keeps names[0..*n) sorted and at most max long: the smallest names win,
+ * so the caller sees the first max candidates in strcmp order. */
+static void maildir_insert_sorted(char names[][MAILDIR_NAME_MAX + 1],
+                                  size_t *n, size_t max, const char *name)
+{
+    size_t i;
+    if (max == 0)
+        return;
+    if (*n == max) {
+        if (strcmp(name, names[max - 1]) >= 0)
+            return;
+        i = max - 1;                  /* the largest one drops out */
+    } else {
+        i = (*n)++;
+    }
+    for (; i > 0 && strcmp(names[i - 1], name) > 0; i--)
+        memcpy(names[i], names[i - 1], MAILDIR_NAME_MAX + 1);
+    memcpy(names[i], name, strlen(name) + 1);
+}
+
+int maildir_find_prefix(const char *root, const char *prefix,
+                        char names[][MAILDIR_NAME_MAX + 1], size_t max)
+{
+    char low[MAILDIR_NAME_MAX + 1];
+    size_t plen = strlen(prefix), kept = 0;
+    int found = 0;
+
+    if (plen > MAILDIR_NAME_MAX)
+        return 0;                     /* no mailbox name is that long */
+    for (size_t i = 0; i <= plen; i++)
+        low[i] = (char)tolower((unsigned char)prefix[i]);
+    DIR *d = maildir_opendir(root);
+    if (!d)
+        return -1;
+    for (;;) {
+        errno = 0;
+        struct dirent *e = readdir(d);
+        if (!e)
+            break;
+        if (strncmp(e->d_name, low, plen) != 0 ||
+            !maildir_name_ok(e->d_name, 1) || !maildir_exists(root, e->d_name))
+            continue;
+        found++;
+        maildir_insert_sorted(names, &kept, max, e->d_name);
+    }
+    int saved = errno;
+    closedir(d);
+    errno = saved;
+    return saved ? -1 : found;
+}
+
+/* Removes the old regular files of one box's tmp/; how many, or -1. */
+static int maildir_clean_box(int root_fd, const char *box, time_t now,
+                             time_t max_age)
+{
+    char sub[MAILDIR_NAME_MAX + 8];
+    int removed = 0;
+
+    if (maildir_path(sub, sizeof sub, "%s/tmp", box) < 0)
+        return -1;
+    int fd = openat(root_fd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -1;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return -1;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISREG(st.st_mode) && now - st.st_mtime > max_age &&
+            unlinkat(dirfd(d), e->d_name, 0) == 0)
+            removed++;
+    }
+    closedir(d);
+    return removed;
+}
+
+/* Stale spool files come from a crash between create and commit (or
+ * between commit and the final tmp unlink): never from a live session,
+ * as long as max_age is longer than any session may last. */
+int maildir_clean_tmp(const char *root, time_t max_age)
+{
+    DIR *d = maildir_opendir(root);
+    if (!d)
+        return -1;
+    time_t now = time(NULL);
+    int removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!maildir_name_ok(e->d_name, 1))
+            continue;
+        int n = maildir_clean_box(dirfd(d), e->d_name, now, max_age);
+        if (n > 0)
+            removed += n;
+    }
+    closedir(d);
+    return removed;
+}
+
+/* ---- one message ------------------------------------------------------ */
+
+static void maildir_host_init(void)
+{
+    char raw[256] = "";
+    char *out = maildir_host;
+
+    if (gethostname(raw, sizeof raw - 1) < 0 || raw[0] == '\0')
+        strcpy(raw, "localhost");
+    raw[sizeof raw - 1] = '\0';
+    for (const char *p = raw; *p && out < maildir_host + sizeof maildir_host - 5; p++) {
+        if (*p == '/') {
+            memcpy(out, "\\057", 4);
+            out += 4;
+        } else if (*p == ':') {
+            memcpy(out, "\\072", 4);
+            out += 4;
+        } else {
+            *out++ = *p;
+        }
+    }
+    *out = '\0';
+}
+
+static const char *maildir_hostname(void)
+{
+    pthread_once(&maildir_host_once, maildir_host_init);
+    return maildir_host;
+}
+
+/* Queue ID "M<usec>P<pid>Q<n>": at most 1+6+1+10+1+12 = 31 characters of
+ * [A-Za-z0-9]; n wraps at 10^12, far beyond one process's deliveries in
+ * one microsecond. The ID and m->sec together make the unique name. */
+static void maildir_make_id(struct maildir_msg *m)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    unsigned long long n = atomic_fetch_add(&maildir_counter, 1) % 1000000000000ULL;
+    m->sec = ts.tv_sec;
+    unsigned usec = (unsigned)(ts.tv_nsec / 1000) % 1000000u;
+    snprintf(m->id, sizeof m->id, "M%uP%uQ%llu", usec, (unsigned)getpid(), n);
+}
+
+/* A box name as the committer and we use it in paths: never a way out of
+ * root. Full SPEC 3 validation is the caller's job. */
+static int maildir_box_ok(const char *box)
+{
+    return box[0] != '\0' && box[0] != '.' && !strchr(box, '/');
+}
+
+/*
+ * Creates root/box/tmp/<sec>.<ID>.<host><suffix>. Opened O_RDWR, not
+ * O_WRONLY: the transformation hands this same descriptor to its child as
+ * stdin (after a seek to 0), so no second open of the path is needed.
+ */
+static int maildir_msg_create(struct maildir_msg *m, const char *root,
+                              const char *box, const char *suffix)
+{
+    char path[PATH_MAX];
+    if (maildir_path(path, sizeof path, "%s/%s/tmp/%lld.%s.%s%s", root, box,
+                     (long long)m->sec, m->id, maildir_hostname(), suffix) < 0)
+        return -1;
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    m->tmp_path = strdup(path);
+    if (!m->tmp_path) {
+        unlink(path);
+        close(fd);
+        errno = ENOMEM;
+        return -1;
+    }
+    m->fd = fd;
+    return 0;
+}
+
+static void maildir_msg_reset(struct maildir_msg *m)
+{
+    m->fd = -1;
+    m->tmp_path = NULL;
+    m->size = 0;
+}
+
+/* EEXIST should never happen (the name is unique); if a stale file from a
+ * recycled pid collides anyway, a fresh name is cheap. */
+#define MAILDIR_CREATE_TRIES 3
+
+int maildir_msg_open(struct maildir_msg *m, const char *root, const char *box)
+{
+    maildir_msg_reset(m);
+    if (!maildir_box_ok(box)) {
+        errno = EINVAL;
+        return -1;
+    }
+    for (int i = 0; i < MAILDIR_CREATE_TRIES; i++) {
+        maildir_make_id(m);
+        if (maildir_msg_create(m, root, box, "") == 0)
+            return 0;
+        if (errno != EEXIST)
+            break;
+    }
+    return -1;
+}
+
+/* The copy shares sec and ID (the name in new/ carries the ID the client
+ * was given) and differs in tmp/ by a ".t<n>" suffix, n unique. */
+int maildir_msg_open_copy(struct maildir_msg *m, const struct maildir_msg *like,
+                          const char *root, const char *box)
+{
+    char suffix[32];
+    maildir_msg_reset(m);
+    if (!maildir_box_ok(box)) {
+        errno = EINVAL;
+        return -1;
+    }
+    m->sec = like->sec;
+    memcpy(m->id, like->id, sizeof m->id);
+    for (int i = 0; i < MAILDIR_CREATE_TRIES; i++) {
+        snprintf(suffix, sizeof suffix, ".t%llu",
+                 (unsigned long long)atomic_fetch_add(&maildir_counter, 1));
+        if (maildir_msg_create(m, root, box, suffix) == 0)
+            return 0;
+        if (errno != EEXIST)
+            break;
+    }
+    return -1;
+}
+
+int maildir_msg_write(struct maildir_msg *m, const void *p, size_t n)
+{
+    const char *at = p;
+    if (m->fd < 0) {
+        errno = EBADF;
+        return -1;
+    }
+    while (n > 0) {
+        ssize_t w = write(m->fd, at, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        at += w;
+        n -= (size_t)w;
+        m->size += (uint64_t)w;
+    }
+    return 0;
+}
+
+/* Safe on a struct that maildir_msg_open filled (even when it failed) and
+ * on a zeroed one: without a tmp_path there is nothing of ours to close. */
+void maildir_msg_abort(struct maildir_msg *m)
+{
+    if (m->tmp_path) {
+        if (m->fd >= 0)
+            close(m->fd);
+        unlink(m->tmp_path);
+        free(m->tmp_path);
+    }
+    maildir_msg_reset(m);
+}
+
+int maildir_msg_final_name(const struct maildir_msg *m, char *dst, size_t len)
+{
+    return maildir_path(dst, len, "%lld.%s.%s,S=%llu", (long long)m->sec,
+                        m->id, maildir_hostname(), (unsigned long long)m->size);
+}

@@ -1,0 +1,519 @@
+/*
+ * manager.c - the monitor's client (SPEC 2 and 7): one 14-byte UDP request
+ * per question, resent with the same id when unanswered, the answer printed
+ * for a human. Standalone: libc and include/monitor_proto.h only.
+ * Exit status: 0 ok, 1 error status / no answer / unknown host, 2 usage.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "monitor_proto.h"
+
+#define MANAGER_VERSION  "0.1"
+#define MANAGER_TRIES    3      /* sends of one request, same id */
+#define MANAGER_WAIT_MS  1000   /* per send */
+#define MANAGER_LINE_MAX 256    /* one menu answer */
+
+enum manager_exit { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+
+struct manager {
+    char host[256];                 /* as given, brackets stripped */
+    char port[8];                   /* validated decimal */
+    uint8_t token[MON_TOKEN_LEN];   /* NUL-padded */
+    struct addrinfo *addrs;         /* host resolved, tried in order */
+};
+
+struct manager_answer {
+    uint8_t status;
+    uint64_t amount;
+    bool flag;
+};
+
+/* What can be asked, and how its answer reads. The first six rows are
+ * the menu, in its order (0 hist ... 5 off); `stats` asks every row with
+ * in_stats set. */
+struct manager_cmd {
+    const char *name;       /* COMMAND word; NULL: only part of stats */
+    uint8_t code;
+    const char *label;
+    bool boolean;           /* answers ON/OFF rather than an amount */
+    bool in_stats;
+};
+
+static const struct manager_cmd manager_cmds[] = {
+    { "hist",   MON_CMD_HISTORICAL, "historical connections", false, true },
+    { "conc",   MON_CMD_CONCURRENT, "concurrent connections", false, true },
+    { "bytes",  MON_CMD_BYTES,      "bytes transferred",      false, true },
+    { "status", MON_CMD_STATUS,     "transformations",        true,  true },
+    { "on",     MON_CMD_ON,         "transformations",        true,  false },
+    { "off",    MON_CMD_OFF,        "transformations",        true,  false },
+    { NULL, MON_CMD_MESSAGES,   "messages delivered",      false, true },
+    { NULL, MON_CMD_RECIPIENTS, "recipients delivered",    false, true },
+    { NULL, MON_CMD_RCPT_REJECTED, "recipients rejected",  false, true },
+    { NULL, MON_CMD_AUTH_FAILURES, "auth failures",        false, true },
+    { NULL, MON_CMD_TRANSFORM_FAILURES, "transformation failures", false, true },
+    { NULL, MON_CMD_UPTIME,     "uptime seconds",          false, true },
+};
+#define MANAGER_NCMDS (sizeof manager_cmds / sizeof manager_cmds[0])
+#define MANAGER_MENU_LEN 6
+
+static const char *const manager_status_text[] = {
+    [MON_BAD_VERSION]   = "the server does not speak protocol version 0",
+    [MON_AUTH_FAILED]   = "authentication failed (wrong token)",
+    [MON_BAD_COMMAND]   = "the server does not know this command",
+    [MON_BAD_LENGTH]    = "the server says the request length is wrong",
+    [MON_ERROR]         = "the server had an unexpected error",
+    [MON_NOT_AVAILABLE] = "not available: the server has no transformation "
+                          "command (smtpd -t)",
+};
+
+static void manager_usage(FILE *out)
+{
+    fputs(
+"usage: manager [-i ADDR] [-p PORT] [-k TOKEN] [COMMAND]\n"
+"\n"
+"Asks a running smtpd through its UDP monitor (docs/monitor-protocol.md).\n"
+"\n"
+"options:\n"
+"  -i ADDR   server: IPv4 or IPv6 address, or host name (default 127.0.0.1)\n"
+"  -p PORT   server's monitor UDP port, 1-65535 (default 6060)\n"
+"  -k TOKEN  monitor token, at most 8 bytes (default \"" MON_DEFAULT_TOKEN "\",\n"
+"            the same as smtpd's)\n"
+"  -h        print this help and exit\n"
+"  -v        print the version and exit\n"
+"\n"
+"COMMAND (one request, the answer on standard output):\n"
+"  hist      historical connections: SMTP clients accepted since start\n"
+"  conc      concurrent connections: SMTP clients connected now\n"
+"  bytes     bytes transferred: read from and written to SMTP clients\n"
+"  status    whether transformations are ON or OFF\n"
+"  on        switch transformations ON (the server needs -t)\n"
+"  off       switch transformations OFF\n"
+"  stats     every metric, one per line: the three above, transformations,\n"
+"            messages delivered, recipients delivered, recipients rejected,\n"
+"            auth failures, transformation failures, uptime seconds\n"
+"\n"
+"Without COMMAND, a menu read line by line from standard input:\n"
+"  0 hist   1 conc   2 bytes   3 status   4 on   5 off   q quit\n"
+"  (a command word works too; end of input quits)\n"
+"\n"
+"An unanswered request is sent again with the same id after 1 second,\n"
+"3 times in all.\n"
+"\n"
+"exit status: 0 done; 1 error status from the server, no answer or\n"
+"unknown host; 2 bad usage.\n", out);
+}
+
+/* ---- command line ------------------------------------------------------ */
+
+static int manager_set_port(struct manager *m, const char *arg)
+{
+    size_t len = strlen(arg);
+    unsigned long v;
+
+    if (len == 0 || len > 5 || strspn(arg, "0123456789") != len)
+        return -1;
+    v = strtoul(arg, NULL, 10);
+    if (v == 0 || v > 65535)
+        return -1;
+    snprintf(m->port, sizeof m->port, "%lu", v);
+    return 0;
+}
+
+static int manager_set_token(struct manager *m, const char *arg)
+{
+    size_t len = strlen(arg);
+
+    if (len > MON_TOKEN_LEN)
+        return -1;
+    memset(m->token, 0, sizeof m->token);
+    memcpy(m->token, arg, len);
+    return 0;
+}
+
+/* "[::1]" is how people write IPv6 next to a port; getaddrinfo wants it
+ * bare. */
+static int manager_set_host(struct manager *m, const char *arg)
+{
+    size_t len = strlen(arg);
+
+    if (len >= 2 && arg[0] == '[' && arg[len - 1] == ']') {
+        arg++;
+        len -= 2;
+    }
+    if (len == 0 || len >= sizeof m->host)
+        return -1;
+    memcpy(m->host, arg, len);
+    m->host[len] = '\0';
+    return 0;
+}
+
+/* One option; EXIT_OK to go on, else the problem is printed. */
+static int manager_option(struct manager *m, int opt, const char *arg)
+{
+    switch (opt) {
+    case 'i':
+        if (manager_set_host(m, arg) == 0)
+            return EXIT_OK;
+        fprintf(stderr, "manager: bad address '%s'\n", arg);
+        return EXIT_USAGE;
+    case 'p':
+        if (manager_set_port(m, arg) == 0)
+            return EXIT_OK;
+        fprintf(stderr, "manager: bad port '%s' (1-65535)\n", arg);
+        return EXIT_USAGE;
+    case 'k':
+        if (manager_set_token(m, arg) == 0)
+            return EXIT_OK;
+        fprintf(stderr, "manager: token longer than %d bytes\n", MON_TOKEN_LEN);
+        return EXIT_USAGE;
+    case ':':
+        fprintf(stderr, "manager: option -%c needs a value (try -h)\n", optopt);
+        return EXIT_USAGE;
+    default:
+        fprintf(stderr, "manager: unknown option -%c (try -h)\n", optopt);
+        return EXIT_USAGE;
+    }
+}
+
+/* Fills m from argv. Returns -1 to go on (*command set, NULL for the
+ * menu), else the exit status to end with (-h, -v, bad usage). */
+static int manager_parse_args(int argc, char **argv, struct manager *m,
+                              const char **command)
+{
+    int opt;
+
+    snprintf(m->host, sizeof m->host, "127.0.0.1");
+    snprintf(m->port, sizeof m->port, "%d", MON_DEFAULT_PORT);
+    manager_set_token(m, MON_DEFAULT_TOKEN);
+    opterr = 0;
+    while ((opt = getopt(argc, argv, ":i:p:k:hv")) != -1) {
+        if (opt == 'h') {
+            manager_usage(stdout);
+            return EXIT_OK;
+        }
+        if (opt == 'v') {
+            puts("manager " MANAGER_VERSION);
+            return EXIT_OK;
+        }
+        if (manager_option(m, opt, optarg) != EXIT_OK)
+            return EXIT_USAGE;
+    }
+    if (argc - optind > 1) {
+        fprintf(stderr, "manager: one COMMAND at most (try -h)\n");
+        return EXIT_USAGE;
+    }
+    *command = optind < argc ? argv[optind] : NULL;
+    return -1;
+}
+
+/* ---- one question over UDP --------------------------------------------- */
+
+static uint64_t manager_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Random, so that a late answer to an earlier run or question is not
+ * taken for this one's. */
+static uint16_t manager_request_id(void)
+{
+    uint16_t id;
+    struct timespec ts;
+
+    if (getrandom(&id, sizeof id, GRND_NONBLOCK) == (ssize_t)sizeof id)
+        return id;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint16_t)((uint32_t)ts.tv_nsec ^ ((uint32_t)getpid() << 3));
+}
+
+static void manager_build(const struct manager *m, uint8_t cmd, uint16_t id,
+                          uint8_t req[MON_REQUEST_LEN])
+{
+    req[0] = MON_SIG0;
+    req[1] = MON_SIG1;
+    req[2] = MON_VERSION;
+    req[MON_REQ_ID] = (uint8_t)(id >> 8);
+    req[MON_REQ_ID + 1] = (uint8_t)(id & 0xFF);
+    memcpy(req + MON_REQ_TOKEN, m->token, MON_TOKEN_LEN);
+    req[MON_REQ_CMD] = cmd;
+}
+
+/* 0 and *ans filled when res[0..n) answers req; -1 for anything else
+ * (stray or forged datagrams are ignored, not fatal). */
+static int manager_parse(const uint8_t *req, const uint8_t *res, size_t n,
+                         struct manager_answer *ans)
+{
+    if (n != MON_RESPONSE_LEN || res[0] != MON_SIG0 || res[1] != MON_SIG1
+        || res[2] != MON_VERSION
+        || memcmp(res + MON_RES_ID, req + MON_REQ_ID, 2) != 0)
+        return -1;
+    ans->status = res[MON_RES_STATUS];
+    ans->amount = 0;
+    for (int i = 0; i < 8; i++)
+        ans->amount = ans->amount << 8 | res[MON_RES_AMOUNT + i];
+    ans->flag = res[MON_RES_BOOL] != 0;
+    return 0;
+}
+
+/* Waits up to MANAGER_WAIT_MS for the answer to req. 1: *ans filled;
+ * 0: none this time (timeout, or refused: nobody listens); -1: the socket
+ * failed. */
+static int manager_wait(int fd, const uint8_t *req, struct manager_answer *ans)
+{
+    uint64_t deadline = manager_now_ms() + MANAGER_WAIT_MS;
+    uint8_t res[MON_RESPONSE_LEN + 1];   /* +1: a longer one shows as such */
+
+    for (;;) {
+        uint64_t now = manager_now_ms();
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        if (now >= deadline)
+            return 0;
+        int r = poll(&p, 1, (int)(deadline - now));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return r;
+        ssize_t n = recv(fd, res, sizeof res, MSG_DONTWAIT);
+        if (n < 0 && errno == ECONNREFUSED)
+            return 0;
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (n < 0)
+            return -1;
+        if (manager_parse(req, res, (size_t)n, ans) == 0)
+            return 1;
+    }
+}
+
+/* Asks one address, resending the same request (same id) up to
+ * MANAGER_TRIES times. 1, 0 or -1 as manager_wait. */
+static int manager_ask_addr(const struct addrinfo *ai, const uint8_t *req,
+                            struct manager_answer *ans)
+{
+    int fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, ai->ai_protocol);
+    int r = -1;
+
+    if (fd < 0)
+        return -1;
+    /* connected: the kernel drops datagrams from anyone else, and a
+     * refusal (ICMP port unreachable) comes back as ECONNREFUSED */
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0)
+        goto close_fd;
+    for (int i = 0; i < MANAGER_TRIES; i++) {
+        if (send(fd, req, MON_REQUEST_LEN, 0) < 0 && errno != ECONNREFUSED)
+            break;
+        r = manager_wait(fd, req, ans);
+        if (r != 0)
+            break;
+    }
+close_fd:
+    close(fd);
+    return r;
+}
+
+/* 0 with *ans filled, or -1 after saying why on stderr. */
+static int manager_ask(const struct manager *m, uint8_t cmd,
+                       struct manager_answer *ans)
+{
+    uint8_t req[MON_REQUEST_LEN];
+
+    manager_build(m, cmd, manager_request_id(), req);
+    for (const struct addrinfo *ai = m->addrs; ai != NULL; ai = ai->ai_next) {
+        if (manager_ask_addr(ai, req, ans) == 1)
+            return 0;
+    }
+    fprintf(stderr, "manager: no answer from %s port %s\n", m->host, m->port);
+    return -1;
+}
+
+/* ---- answers for humans ------------------------------------------------ */
+
+static void manager_print(const struct manager_cmd *c,
+                          const struct manager_answer *a)
+{
+    if (c->boolean)
+        printf("%s: %s\n", c->label, a->flag ? "ON" : "OFF");
+    else
+        printf("%s: %" PRIu64 "\n", c->label, a->amount);
+    fflush(stdout);
+}
+
+static void manager_print_status(uint8_t status)
+{
+    size_t n = sizeof manager_status_text / sizeof manager_status_text[0];
+
+    if (status < n && manager_status_text[status] != NULL)
+        fprintf(stderr, "manager: %s\n", manager_status_text[status]);
+    else
+        fprintf(stderr, "manager: the server answered unknown status %u\n",
+                (unsigned)status);
+}
+
+/* Asks c and prints the answer; EXIT_OK or EXIT_FAILED. */
+static int manager_run(const struct manager *m, const struct manager_cmd *c)
+{
+    struct manager_answer a;
+
+    if (manager_ask(m, c->code, &a) < 0)
+        return EXIT_FAILED;
+    if (a.status != MON_OK) {
+        manager_print_status(a.status);
+        return EXIT_FAILED;
+    }
+    manager_print(c, &a);
+    return EXIT_OK;
+}
+
+/* `stats`: every metric; stops at the first failure, which would only
+ * repeat itself for the others. */
+static int manager_run_stats(const struct manager *m)
+{
+    for (size_t i = 0; i < MANAGER_NCMDS; i++) {
+        if (manager_cmds[i].in_stats
+            && manager_run(m, &manager_cmds[i]) != EXIT_OK)
+            return EXIT_FAILED;
+    }
+    return EXIT_OK;
+}
+
+static const struct manager_cmd *manager_find(const char *word)
+{
+    for (size_t i = 0; i < MANAGER_NCMDS; i++) {
+        if (manager_cmds[i].name && strcmp(manager_cmds[i].name, word) == 0)
+            return &manager_cmds[i];
+    }
+    return NULL;
+}
+
+static int manager_command(const struct manager *m, const char *word)
+{
+    if (strcmp(word, "stats") == 0)
+        return manager_run_stats(m);
+    return manager_run(m, manager_find(word));
+}
+
+/* ---- the menu ---------------------------------------------------------- */
+
+static void manager_show_menu(void)
+{
+    /* the rows follow manager_cmds[0..5] */
+    fputs("smtpd monitor:\n"
+          "  0  hist    historical connections\n"
+          "  1  conc    concurrent connections\n"
+          "  2  bytes   bytes transferred\n"
+          "  3  status  are transformations ON or OFF?\n"
+          "  4  on      switch transformations ON\n"
+          "  5  off     switch transformations OFF\n"
+          "  s  stats   every metric\n"
+          "  q  quit\n", stdout);
+    fflush(stdout);
+}
+
+/* One line from stdin, trimmed, without its newline; an over-long line is
+ * read to its end and cut. false at end of input. */
+static bool manager_read_line(char *line, size_t size)
+{
+    size_t len;
+    int c;
+
+    if (fgets(line, (int)size, stdin) == NULL)
+        return false;
+    len = strlen(line);
+    if (len > 0 && line[len - 1] == '\n')
+        line[--len] = '\0';
+    else
+        while ((c = getchar()) != EOF && c != '\n')
+            ;
+    while (len > 0 && isspace((unsigned char)line[len - 1]))
+        line[--len] = '\0';
+    len = strspn(line, " \t");
+    memmove(line, line + len, strlen(line + len) + 1);
+    return true;
+}
+
+/* One menu answer: a digit, a command word, s, q. false: quit. */
+static bool manager_menu_choice(const struct manager *m, const char *choice)
+{
+    if (strcmp(choice, "q") == 0 || strcmp(choice, "quit") == 0)
+        return false;
+    if (choice[0] >= '0' && choice[0] < '0' + MANAGER_MENU_LEN
+        && choice[1] == '\0')
+        manager_run(m, &manager_cmds[choice[0] - '0']);
+    else if (strcmp(choice, "s") == 0 || strcmp(choice, "stats") == 0)
+        manager_run_stats(m);
+    else if (manager_find(choice) != NULL)
+        manager_run(m, manager_find(choice));
+    else if (choice[0] != '\0')
+        printf("unknown choice '%.40s': 0-5, s or q\n", choice);
+    return true;
+}
+
+static int manager_menu(const struct manager *m)
+{
+    char line[MANAGER_LINE_MAX];
+    bool tty = isatty(STDIN_FILENO);
+
+    manager_show_menu();
+    for (;;) {
+        if (tty) {
+            fputs("> ", stdout);
+            fflush(stdout);
+        }
+        if (!manager_read_line(line, sizeof line))
+            return EXIT_OK;
+        if (!manager_menu_choice(m, line))
+            return EXIT_OK;
+    }
+}
+
+/* ---- main -------------------------------------------------------------- */
+
+static int manager_resolve(struct manager *m)
+{
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM,
+                              .ai_flags = AI_NUMERICSERV };
+    int rc = getaddrinfo(m->host, m->port, &hints, &m->addrs);
+
+    if (rc != 0) {
+        fprintf(stderr, "manager: cannot resolve %s: %s\n", m->host,
+                gai_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct manager m = { .addrs = NULL };
+    const char *command = NULL;
+    int rc = manager_parse_args(argc, argv, &m, &command);
+
+    if (rc >= 0)
+        return rc;
+    if (command != NULL && strcmp(command, "stats") != 0
+        && manager_find(command) == NULL) {
+        fprintf(stderr, "manager: unknown command '%s' (try -h)\n", command);
+        return EXIT_USAGE;
+    }
+    if (manager_resolve(&m) < 0)
+        return EXIT_FAILED;
+    rc = command ? manager_command(&m, command) : manager_menu(&m);
+    freeaddrinfo(m.addrs);
+    return rc;
+}

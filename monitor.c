@@ -1,0 +1,395 @@
+/*
+ * monitor.c - the UDP monitor (SPEC 7, docs/monitor-protocol.md): turns
+ * 14-byte requests into 15-byte responses from the stats counters,
+ * switches transformations, and owns the UDP sockets it answers on.
+ * Client datagrams are never fatal: the worst they get is an error status.
+ */
+#include "monitor.h"
+
+#include <errno.h>
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "monitor_proto.h"
+#include "stats.h"
+#include "transform.h"
+
+/* Enough for any request; a longer datagram is cut to this size, which
+ * still differs from MON_REQUEST_LEN and so still gets status 4. */
+#define MONITOR_DGRAM_MAX 64
+/* -m addresses, plus room for a numeric one resolving to several. */
+#define MONITOR_MAX_FDS (ARGS_MAX_ADDRS * 2)
+
+static int monitor_fds[MONITOR_MAX_FDS];
+static size_t monitor_nfds;
+/* A copy of -k: the sockets' data pointer, valid as long as they are. */
+static uint8_t monitor_token[MON_TOKEN_LEN];
+
+/* ---- the protocol, no I/O --------------------------------------------- */
+
+/* Compares every byte whatever the first difference, so the time taken
+ * says nothing about how much of a guessed token was right. */
+static bool monitor_token_ok(const uint8_t *got, const uint8_t *want)
+{
+    uint8_t diff = 0;
+
+    for (size_t i = 0; i < MON_TOKEN_LEN; i++)
+        diff |= (uint8_t)(got[i] ^ want[i]);
+    return diff == 0;
+}
+
+/* The checks, in the order the protocol fixes: length, version, token,
+ * command. */
+static uint8_t monitor_check(const uint8_t *req, size_t n,
+                             const uint8_t token[8])
+{
+    if (n != MON_REQUEST_LEN)
+        return MON_BAD_LENGTH;
+    if (req[2] != MON_VERSION)
+        return MON_BAD_VERSION;
+    if (!monitor_token_ok(req + MON_REQ_TOKEN, token))
+        return MON_AUTH_FAILED;
+    if (req[MON_REQ_CMD] >= MON_CMD_COUNT)
+        return MON_BAD_COMMAND;
+    return MON_OK;
+}
+
+static void monitor_put_amount(uint8_t *res, uint64_t amount)
+{
+    for (int i = 7; i >= 0; i--) {
+        res[MON_RES_AMOUNT + i] = (uint8_t)(amount & 0xFF);
+        amount >>= 8;
+    }
+}
+
+/* The counter behind a counter command (every command but 0x03-0x05). */
+static uint64_t monitor_counter(uint8_t cmd)
+{
+    switch (cmd) {
+    case MON_CMD_HISTORICAL:         return stats.connections_total;
+    case MON_CMD_CONCURRENT:         return stats.connections_current;
+    case MON_CMD_BYTES:              return stats.bytes_transferred;
+    case MON_CMD_MESSAGES:           return stats.messages_delivered;
+    case MON_CMD_RECIPIENTS:         return stats.recipients_delivered;
+    case MON_CMD_RCPT_REJECTED:      return stats.rcpt_rejected;
+    case MON_CMD_AUTH_FAILURES:      return stats.auth_failures;
+    case MON_CMD_TRANSFORM_FAILURES: return stats.transform_failures;
+    case MON_CMD_UPTIME:             return stats_uptime();
+    default:                         return 0;
+    }
+}
+
+/* Runs a command that passed the checks; fills status, amount, boolean.
+ * ON and OFF answer the state after the switch, so repeating them is
+ * harmless (a client may retransmit). */
+static void monitor_run(uint8_t cmd, uint8_t *res)
+{
+    switch (cmd) {
+    case MON_CMD_ON:
+        if (transform_set_enabled(true) < 0) {
+            res[MON_RES_STATUS] = MON_NOT_AVAILABLE;
+            return;
+        }
+        res[MON_RES_BOOL] = transform_enabled() ? 1 : 0;
+        return;
+    case MON_CMD_OFF:
+        transform_set_enabled(false);
+        res[MON_RES_BOOL] = transform_enabled() ? 1 : 0;
+        return;
+    case MON_CMD_STATUS:
+        res[MON_RES_BOOL] = transform_enabled() ? 1 : 0;
+        return;
+    default:
+        monitor_put_amount(res, monitor_counter(cmd));
+        return;
+    }
+}
+
+size_t monitor_handle(const uint8_t *req, size_t n, const uint8_t token[8],
+                      uint8_t res[15])
+{
+    if (n < 2 || req[0] != MON_SIG0 || req[1] != MON_SIG1)
+        return 0;
+    memset(res, 0, MON_RESPONSE_LEN);
+    res[0] = MON_SIG0;
+    res[1] = MON_SIG1;
+    res[2] = MON_VERSION;
+    /* A request too short to hold an id still gets its status 4, with
+     * id 0, so a confused client learns what is wrong. */
+    if (n >= MON_REQ_ID + 2) {
+        res[MON_RES_ID] = req[MON_REQ_ID];
+        res[MON_RES_ID + 1] = req[MON_REQ_ID + 1];
+    }
+    res[MON_RES_STATUS] = monitor_check(req, n, token);
+    if (res[MON_RES_STATUS] == MON_OK)
+        monitor_run(req[MON_REQ_CMD], res);
+    return MON_RESPONSE_LEN;
+}
+
+/* ---- sockets ---------------------------------------------------------- */
+
+static void monitor_on_read(struct selector_key *key);
+static void monitor_on_close(struct selector_key *key);
+
+static const struct fd_handler monitor_handler = {
+    .on_read = monitor_on_read,
+    .on_write = NULL,
+    .on_close = monitor_on_close,
+};
+
+static void monitor_peer_name(const struct sockaddr_storage *sa,
+                              socklen_t len, char *buf, size_t size)
+{
+    char host[NI_MAXHOST], serv[NI_MAXSERV];
+
+    if (getnameinfo((const struct sockaddr *)sa, len, host, sizeof host,
+                    serv, sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+        snprintf(buf, size, "?");
+    else if (sa->ss_family == AF_INET6)
+        snprintf(buf, size, "[%s]:%s", host, serv);
+    else
+        snprintf(buf, size, "%s:%s", host, serv);
+}
+
+/* One line per answered request: switches and refusals are worth an
+ * admin's attention, reads only at debug level. */
+static void monitor_log(const uint8_t *req, size_t n, const uint8_t *res,
+                        const struct sockaddr_storage *sa, socklen_t len)
+{
+    char peer[NI_MAXHOST + NI_MAXSERV + 4];
+    uint8_t status = res[MON_RES_STATUS];
+    int cmd = n == MON_REQUEST_LEN ? req[MON_REQ_CMD] : -1;
+
+    monitor_peer_name(sa, len, peer, sizeof peer);
+    if (status == MON_OK && (cmd == MON_CMD_ON || cmd == MON_CMD_OFF))
+        log_info("monitor: %s switched transformations %s", peer,
+                 res[MON_RES_BOOL] ? "ON" : "OFF");
+    else if (status == MON_AUTH_FAILED)
+        log_info("monitor: %s sent a wrong token", peer);
+    else
+        log_debug("monitor: %s datagram of %zu bytes, command %d, status %u",
+                  peer, n, cmd, (unsigned)status);
+}
+
+/* Answers one datagram. A response the kernel cannot take now is dropped:
+ * this is UDP, the client retransmits. */
+static void monitor_answer(int fd, const uint8_t *req, size_t n,
+                           const uint8_t *token,
+                           const struct sockaddr_storage *sa, socklen_t len)
+{
+    uint8_t res[MON_RESPONSE_LEN];
+
+    if (monitor_handle(req, n, token, res) == 0)
+        return;
+    monitor_log(req, n, res, sa, len);
+    if (sendto(fd, res, sizeof res, MSG_DONTWAIT,
+               (const struct sockaddr *)sa, len) < 0)
+        log_debug("monitor: sendto: %s", strerror(errno));
+}
+
+static void monitor_on_read(struct selector_key *key)
+{
+    const uint8_t *token = key->data;
+    uint8_t req[MONITOR_DGRAM_MAX];
+
+    for (;;) {
+        struct sockaddr_storage sa;
+        socklen_t len = sizeof sa;
+        ssize_t n = recvfrom(key->fd, req, sizeof req, 0,
+                             (struct sockaddr *)&sa, &len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                log_warn("monitor: recvfrom: %s", strerror(errno));
+            return;
+        }
+        monitor_answer(key->fd, req, (size_t)n, token, &sa, len);
+    }
+}
+
+static void monitor_forget_fd(int fd)
+{
+    for (size_t i = 0; i < monitor_nfds; i++) {
+        if (monitor_fds[i] == fd) {
+            monitor_fds[i] = monitor_fds[--monitor_nfds];
+            return;
+        }
+    }
+}
+
+static void monitor_on_close(struct selector_key *key)
+{
+    monitor_forget_fd(key->fd);
+    close(key->fd);
+}
+
+
+/* 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104: only this machine can reach
+ * a socket bound there. */
+static bool monitor_is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a)
+            || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return false;
+}
+
+/* IPv6 sockets are IPv6-only, so that "::" and "0.0.0.0" can both be
+ * asked for; except for a v4-mapped address, which only a dual socket
+ * can bind. */
+static bool monitor_wants_v6only(const struct addrinfo *ai)
+{
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ai->ai_addr;
+
+    return ai->ai_family == AF_INET6
+        && !IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr);
+}
+
+/* A non-blocking UDP socket bound to ai. The fd, or -1 with errno set. */
+static int monitor_bind(const struct addrinfo *ai)
+{
+    int on = 1, err;
+    int fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    ai->ai_protocol);
+
+    if (fd < 0)
+        return -1;
+    if (monitor_wants_v6only(ai)
+        && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on) < 0)
+        goto close_fd;
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0)
+        goto close_fd;
+    return fd;
+
+close_fd:
+    err = errno;
+    close(fd);
+    errno = err;
+    return -1;
+}
+
+/* Hands a bound socket to the selector and remembers it. 0 or -1; on -1
+ * the fd is closed. */
+static int monitor_register(struct selector *s, int fd, const char *addr)
+{
+    if (monitor_nfds == MONITOR_MAX_FDS) {
+        log_error("monitor: too many sockets, not serving %s", addr);
+        close(fd);
+        return -1;
+    }
+    if (selector_register(s, fd, &monitor_handler, OP_READ,
+                          monitor_token) < 0) {
+        log_error("monitor: cannot watch %s: %s", addr, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    monitor_fds[monitor_nfds++] = fd;
+    return 0;
+}
+
+/* True when a default address failed only because this machine lacks it
+ * (no IPv6 loopback, say): the server goes on with the other one. */
+static bool monitor_missing_here(int err)
+{
+    return err == EADDRNOTAVAIL || err == EAFNOSUPPORT;
+}
+
+/* Binds and registers every socket addr stands for. Returns how many,
+ * or -1 after logging why. optional: a default address, which may be
+ * missing on this machine. */
+static int monitor_add(struct selector *s, const char *addr, const char *port,
+                       bool optional, bool default_token)
+{
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM,
+                              .ai_flags = AI_NUMERICHOST | AI_PASSIVE };
+    struct addrinfo *list, *ai;
+    int rc, bound = 0;
+
+    rc = getaddrinfo(addr, port, &hints, &list);
+    if (rc != 0) {
+        log_error("monitor: bad address %s: %s", addr, gai_strerror(rc));
+        return -1;
+    }
+    for (ai = list; ai != NULL; ai = ai->ai_next) {
+        int fd = monitor_bind(ai);
+        if (fd < 0 && optional && monitor_missing_here(errno)) {
+            log_warn("monitor: %s is not available here (%s), going on "
+                     "without it", addr, strerror(errno));
+            continue;
+        }
+        if (fd < 0) {
+            log_error("monitor: cannot bind %s port %s: %s", addr, port,
+                      strerror(errno));
+            goto fail;
+        }
+        if (monitor_register(s, fd, addr) < 0)
+            goto fail;
+        if (default_token && !monitor_is_loopback(ai->ai_addr))
+            log_warn("monitor: the default token is in use on non-loopback "
+                     "address %s; set one with -k", addr);
+        log_info("monitor: listening on %s port %s (UDP)", addr, port);
+        bound++;
+    }
+    freeaddrinfo(list);
+    return bound;
+
+fail:
+    freeaddrinfo(list);
+    return -1;
+}
+
+int monitor_open(struct selector *s, const struct config *cfg)
+{
+    static const char *const defaults[] = { "127.0.0.1", "::1" };
+    bool given = cfg->n_monitor_addrs > 0;
+    const char *const *addrs = given ? cfg->monitor_addrs : defaults;
+    size_t n = given ? cfg->n_monitor_addrs : 2;
+    char port[8];
+    int bound = 0;
+
+    memcpy(monitor_token, cfg->token, MON_TOKEN_LEN);
+    snprintf(port, sizeof port, "%u", (unsigned)cfg->monitor_port);
+    for (size_t i = 0; i < n; i++) {
+        int r = monitor_add(s, addrs[i], port, !given,
+                            cfg->token_is_default != 0);
+        if (r < 0) {
+            monitor_close(s);
+            return -1;
+        }
+        bound += r;
+    }
+    if (bound == 0) {
+        log_error("monitor: no address could be bound");
+        return -1;
+    }
+    return 0;
+}
+
+void monitor_close(struct selector *s)
+{
+    int fds[MONITOR_MAX_FDS];
+    size_t n = monitor_nfds;
+
+    /* on_close takes each fd off the list, so walk a copy */
+    memcpy(fds, monitor_fds, n * sizeof *fds);
+    for (size_t i = 0; i < n; i++) {
+        if (selector_unregister(s, fds[i]) < 0) {
+            monitor_forget_fd(fds[i]);
+            close(fds[i]);
+        }
+    }
+}

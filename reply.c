@@ -1,0 +1,55 @@
+/*
+ * reply.c - the reply table: what the server says, and with which codes.
+ * Handlers name a row (session_reply(s, R_NEED_MAIL)); nothing else in the
+ * program writes a reply code.
+ */
+#include <stddef.h>
+
+#include "reply.h"
+
+const struct reply replies[R_COUNT] = {
+    [R_GREETING]         = { 220, NULL,    "%s ESMTP" },
+    [R_BYE]              = { 221, "2.0.0", "Bye" },
+    [R_HELO]             = { 250, NULL,    "%s" },
+    [R_OKAY]               = { 250, "2.0.0", "Ok" },
+    [R_SENDER_OK]        = { 250, "2.1.0", "Sender ok" },
+    [R_RCPT_OK]          = { 250, "2.1.5", "Recipient ok" },
+    [R_QUEUED]           = { 250, "2.0.0", "Ok: queued as %s" },
+    [R_RESET]            = { 250, "2.0.0", "Reset" },
+    [R_VRFY_OK]          = { 250, "2.1.5", "<%s@%s>" },
+    [R_HELP]             = { 214, "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP AUTH" },
+    [R_AUTH_OK]          = { 235, "2.7.0", "Authentication successful" },
+    [R_AUTH_CHALLENGE]   = { 334, NULL,    "%s" },
+    [R_DATA_GO]          = { 354, NULL,    "End data with <CR><LF>.<CR><LF>" },
+    [R_SHUTDOWN]         = { 421, "4.3.0", "%s Service shutting down" },
+    [R_TOO_MANY_CLIENTS] = { 421, "4.3.2", "%s Too many connections, try later" },
+    [R_IDLE_TIMEOUT]     = { 421, "4.4.2", "%s Idle timeout, closing connection" },
+    [R_TOO_MANY_ERRORS]  = { 421, "4.7.0", "%s Too many errors, closing connection" },
+    [R_LOCAL_ERROR]      = { 451, "4.3.0", "Local error in processing" },
+    [R_NO_SPACE]         = { 452, "4.3.1", "Insufficient system storage" },
+    [R_TOO_MANY_RCPTS]   = { 452, "4.5.3", "Too many recipients" },
+    [R_UNKNOWN_VERB]     = { 500, "5.5.2", "Command unrecognized" },
+    [R_LINE_TOO_LONG]    = { 500, "5.5.6", "Line too long" },
+    [R_BAD_ARGS]         = { 501, "5.5.4", "Syntax error in parameters or arguments" },
+    [R_BAD_LOCAL]        = { 501, "5.1.3", "Bad recipient address syntax" },
+    [R_BAD_DOMAIN]       = { 501, "5.1.2", "Bad destination domain syntax" },
+    [R_BAD_SENDER]       = { 501, "5.1.7", "Bad sender address syntax" },
+    [R_NO_ARGS_ALLOWED]  = { 501, "5.5.4", "No arguments allowed" },
+    [R_NEED_HELO_ARG]    = { 501, "5.5.4", "Domain name required" },
+    [R_AUTH_CANCELLED]   = { 501, "5.7.0", "Authentication cancelled" },
+    [R_BAD_BASE64]       = { 501, "5.5.2", "Invalid base64 data" },
+    [R_EXPN]             = { 502, "5.5.1", "EXPN not available" },
+    [R_BAD_SEQUENCE]     = { 503, "5.5.1", "Bad sequence of commands" },
+    [R_NEED_MAIL]        = { 503, "5.5.1", "MAIL first" },
+    [R_NEED_RCPT]        = { 503, "5.5.1", "RCPT first" },
+    [R_NESTED_MAIL]      = { 503, "5.5.1", "Sender already given" },
+    [R_ALREADY_AUTH]     = { 503, "5.5.1", "Already authenticated" },
+    [R_AUTH_MECH]        = { 504, "5.5.4", "Unrecognized authentication mechanism" },
+    [R_AUTH_REQUIRED]    = { 530, "5.7.0", "Authentication required" },
+    [R_AUTH_FAILED]      = { 535, "5.7.8", "Authentication credentials invalid" },
+    [R_NO_MAILBOX]       = { 550, "5.1.1", "No such user here" },
+    [R_RELAY_DENIED]     = { 550, "5.7.1", "Relay access denied" },
+    [R_TOO_BIG]          = { 552, "5.3.4", "Message too big" },
+    [R_VRFY_AMBIGUOUS]   = { 553, "5.1.4", "Ambiguous; candidates:" },
+    [R_BAD_PARAM]        = { 555, "5.5.4", "Unsupported parameter" },
+};

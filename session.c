@@ -1,0 +1,552 @@
+/*
+ * session.c - one SMTP client from accept() to close(): reading and
+ * splitting input, queueing replies, idle timeouts, shutdown. What each
+ * command does is in commands.c; the DATA body goes to delivery.c.
+ * A session is freed only from its on_close handler.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "session.h"
+#include "stats.h"
+#include "transform.h"
+
+struct session_env session_env;
+
+static struct session *sessions;        /* list of live sessions */
+static size_t nsessions;
+
+static void session_on_read(struct selector_key *key);
+static void session_on_write(struct selector_key *key);
+static void session_on_close(struct selector_key *key);
+static void session_process(struct session *s);
+static void session_update_interest(struct session *s);
+
+static const struct fd_handler session_handler = {
+    .on_read = session_on_read,
+    .on_write = session_on_write,
+    .on_close = session_on_close,
+};
+
+void session_init(const struct config *cfg, struct selector *sel,
+                  struct committer *c)
+{
+    session_env.cfg = cfg;
+    session_env.sel = sel;
+    session_env.committer = c;
+    session_env.shutting_down = false;
+}
+
+size_t session_count(void)
+{
+    return nsessions;
+}
+
+/* ---- replies ---------------------------------------------------------- */
+
+static void session_out(struct session *s, const char *p, size_t n)
+{
+    /* The input side stops while less than SESSION_REPLY_MAX is free, so
+     * a reply always fits; if one does not, the invariant is broken. */
+    if (buffer_append(&s->out, p, n) < 0) {
+        log_error("%s:%u reply buffer overflow, closing", s->ip, s->port);
+        s->closing = true;
+    }
+}
+
+void session_reply_raw(struct session *s, const char *text, size_t len)
+{
+    session_out(s, text, len);
+}
+
+/* Counts erroneous replies in a row; the 10th becomes 421 4.7.0. */
+static enum reply_id session_count_error(struct session *s, enum reply_id id)
+{
+    int code = replies[id].code;
+    if (code < 400 || code == 421) {
+        if (code < 300)
+            s->errors = 0;
+        return id;
+    }
+    if (++s->errors >= SESSION_MAX_ERRORS)
+        return R_TOO_MANY_ERRORS;
+    return id;
+}
+
+void session_reply(struct session *s, enum reply_id id, ...)
+{
+    id = session_count_error(s, id);
+    const struct reply *r = &replies[id];
+    char line[SESSION_REPLY_MAX];
+    int n = snprintf(line, sizeof(line), "%d ", r->code);
+    if (r->esc)
+        n += snprintf(line + n, sizeof(line) - (size_t)n, "%s ", r->esc);
+    va_list ap;
+    va_start(ap, id);
+    if (r->code == 421)     /* every 421 text starts with the domain */
+        n += snprintf(line + n, sizeof(line) - (size_t)n, r->text,
+                      session_env.cfg->domain);
+    else
+        n += vsnprintf(line + n, sizeof(line) - (size_t)n, r->text, ap);
+    va_end(ap);
+    if (n > (int)sizeof(line) - 3)
+        n = (int)sizeof(line) - 3;
+    memcpy(line + n, "\r\n", 2);
+    session_out(s, line, (size_t)n + 2);
+    if (r->code == 421 || r->code == 221)
+        session_close_after_flush(s);
+}
+
+/* ---- state ------------------------------------------------------------ */
+
+static const char *session_state_name(enum session_state st)
+{
+    switch (st) {
+    case ST_CONNECTED: return "connected";
+    case ST_READY:     return "ready";
+    case ST_MAIL:      return "mail";
+    case ST_RCPT:      return "rcpt";
+    case ST_DATA:      return "data";
+    case ST_AUTH:      return "auth";
+    case ST_WAIT:      return "wait";
+    }
+    return "?";
+}
+
+void session_set_state(struct session *s, enum session_state st)
+{
+    if (s->state != st)
+        log_debug("%s:%u state %s -> %s", s->ip, s->port,
+                  session_state_name(s->state), session_state_name(st));
+    s->state = st;
+}
+
+static void session_free_rcpts(struct session *s)
+{
+    for (size_t i = 0; i < s->nrcpts; i++) {
+        free(s->rcpts[i]);
+        free(s->boxes[i]);
+    }
+    s->nrcpts = 0;
+}
+
+void session_reset_transaction(struct session *s)
+{
+    free(s->sender);
+    s->sender = NULL;
+    session_free_rcpts(s);
+    s->body_size = 0;
+    s->too_big = false;
+    s->write_errno = 0;
+    if (s->state & (ST_MAIL | ST_RCPT | ST_DATA | ST_WAIT))
+        session_set_state(s, s->helo ? ST_READY : ST_CONNECTED);
+}
+
+void session_close_after_flush(struct session *s)
+{
+    s->closing = true;
+}
+
+/* ---- input buffer: small for commands, big for DATA ------------------- */
+
+int session_use_big_input(struct session *s)
+{
+    if (s->in_big)
+        return 0;
+    s->in_big = malloc(SESSION_IN_BIG);
+    if (s->in_big == NULL)
+        return -1;
+    size_t n;
+    uint8_t *p = buffer_read_ptr(&s->in, &n);
+    memcpy(s->in_big, p, n);
+    buffer_init(&s->in, s->in_big, SESSION_IN_BIG);
+    buffer_write_adv(&s->in, n);
+    return 0;
+}
+
+/* Back to the session's own small buffer once the big one is not needed:
+ * idle clients then cost only the session struct. */
+static void session_use_small_input(struct session *s)
+{
+    size_t n;
+    uint8_t *p = buffer_read_ptr(&s->in, &n);
+    if (s->in_big == NULL || n > SESSION_IN_SMALL || (s->state & (ST_DATA | ST_AUTH)))
+        return;
+    uint8_t *small = (uint8_t *)(s + 1);
+    memmove(small, p, n);
+    buffer_init(&s->in, small, SESSION_IN_SMALL);
+    buffer_write_adv(&s->in, n);
+    free(s->in_big);
+    s->in_big = NULL;
+}
+
+/* ---- I/O -------------------------------------------------------------- */
+
+static void session_close(struct session *s)
+{
+    selector_unregister(session_env.sel, s->fd);   /* -> session_on_close */
+}
+
+/* Writes what the kernel takes now. -1 when the client is gone. */
+static int session_write_out(struct session *s)
+{
+    while (buffer_readable(&s->out) > 0) {
+        size_t n = 0;
+        enum io_result r = buffer_flush(&s->out, s->fd, &n);
+        stats.bytes_transferred += n;
+        if (r == IO_AGAIN)
+            return 0;
+        if (r != IO_OK)
+            return -1;
+    }
+    return 0;
+}
+
+/* Writes what is queued; closes when asked to and everything is out.
+ * The session may be freed on return: callers touch it no more. */
+static void session_flush(struct session *s)
+{
+    if (session_write_out(s) < 0
+        || (s->closing && buffer_readable(&s->out) == 0)) {
+        session_close(s);
+        return;
+    }
+    session_update_interest(s);
+}
+
+static bool session_wants_input(const struct session *s)
+{
+    return !s->closing && s->state != ST_WAIT
+           && buffer_space(&s->out) >= SESSION_REPLY_MAX;
+}
+
+static void session_update_interest(struct session *s)
+{
+    unsigned interest = OP_NOOP;
+    if (session_wants_input(s))
+        interest |= OP_READ;
+    if (buffer_readable(&s->out) > 0)
+        interest |= OP_WRITE;
+    selector_set_interest(session_env.sel, s->fd, interest);
+}
+
+static void session_on_read(struct selector_key *key)
+{
+    struct session *s = key->data;
+    if (!session_wants_input(s))
+        return;
+    size_t n = 0;
+    enum io_result r = buffer_fill(&s->in, s->fd, &n);
+    stats.bytes_transferred += n;
+    if (r == IO_CLOSED || r == IO_ERROR) {
+        if (s->state == ST_DATA)
+            log_info("%s:%u left in the middle of DATA", s->ip, s->port);
+        session_close(s);
+        return;
+    }
+    if (r == IO_OK) {
+        s->last_activity = selector_now_ms();
+        session_process(s);
+    }
+}
+
+static void session_on_write(struct selector_key *key)
+{
+    struct session *s = key->data;
+    if (session_write_out(s) < 0) {
+        session_close(s);
+        return;
+    }
+    /* Room again: pipelined commands left in the buffer may go on. */
+    if (session_wants_input(s) && buffer_readable(&s->in) > 0)
+        session_process(s);
+    else
+        session_flush(s);
+}
+
+/* ---- timers ----------------------------------------------------------- */
+
+static uint64_t session_timeout_ms(void)
+{
+    return (uint64_t)session_env.cfg->timeout_s * 1000;
+}
+
+/* The timer is armed once per timeout period, not per read: activity only
+ * moves last_activity, and an early expiry re-arms for the rest. */
+static void session_on_timer(struct selector *sel, void *data)
+{
+    struct session *s = data;
+    uint64_t idle = selector_now_ms() - s->last_activity;
+    uint64_t limit = session_timeout_ms();
+    if (idle < limit) {
+        selector_timer_set(sel, &s->timer, limit - idle);
+        return;
+    }
+    if (s->closing) {           /* a client that does not read its 421 */
+        session_close(s);
+        return;
+    }
+    if (s->state == ST_WAIT) {  /* the filter and the disk have their own */
+        selector_timer_set(sel, &s->timer, 1000);
+        return;
+    }
+    log_info("%s:%u idle for %u s, closing", s->ip, s->port,
+             session_env.cfg->timeout_s);
+    session_reply(s, R_IDLE_TIMEOUT);
+    session_flush(s);
+}
+
+/* ---- input processing ------------------------------------------------- */
+
+/* Feeds buffered bytes to the DATA machine; returns true when it ended. */
+static bool session_process_data(struct session *s)
+{
+    size_t n;
+    uint8_t *p = buffer_read_ptr(&s->in, &n);
+    static uint8_t body[SESSION_IN_BIG + 2];
+    size_t body_len = 0;
+    int done = 0;
+    size_t used = data_parser_feed(&s->data, p, n, body, &body_len, &done);
+    buffer_read_adv(&s->in, used);
+    delivery_body(s, body, body_len);
+    if (done)
+        delivery_end(s);
+    return done;
+}
+
+/* Handles one line if a whole one is buffered; false when it needs more. */
+static bool session_process_line(struct session *s)
+{
+    size_t n, consumed = 0, len = 0;
+    uint8_t *p = buffer_read_ptr(&s->in, &n);
+    bool auth = s->state == ST_AUTH || parser_is_auth_line(p, n);
+    size_t limit = auth ? SMTP_AUTH_LINE_MAX : SMTP_LINE_MAX;
+    if (auth && n >= SESSION_IN_SMALL && session_use_big_input(s) == 0)
+        p = buffer_read_ptr(&s->in, &n);
+    enum line_status st = parser_next_line(&s->lines, p, n, limit, &consumed, &len);
+    if (st == LINE_READY)
+        p[len] = '\0';      /* the CR or LF: the line becomes a C string */
+    buffer_read_adv(&s->in, consumed);
+    if (st == LINE_NEED_MORE)
+        return false;
+    if (st == LINE_TOO_LONG) {
+        s->auth_step = AUTH_NONE;
+        if (s->state == ST_AUTH)
+            session_set_state(s, s->helo ? ST_READY : ST_CONNECTED);
+        session_reply(s, R_LINE_TOO_LONG);
+    } else if (s->state == ST_AUTH) {
+        commands_auth_line(s, (char *)p, len);
+    } else {
+        commands_dispatch(s, (char *)p, len);
+    }
+    return true;
+}
+
+static void session_process(struct session *s)
+{
+    while (session_wants_input(s) && buffer_readable(&s->in) > 0) {
+        if (s->state == ST_DATA) {
+            session_process_data(s);
+        } else if (!session_process_line(s)) {
+            break;
+        }
+    }
+    session_use_small_input(s);
+    session_flush(s);
+}
+
+/* The message is stored (or refused): read what the client sent since. */
+void session_resume(struct session *s)
+{
+    s->last_activity = selector_now_ms();
+    session_process(s);
+}
+
+/* ---- accept and close ------------------------------------------------- */
+
+static void session_format_peer(struct session *s, const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &a6->sin6_addr, s->ip, sizeof(s->ip));
+        s->port = ntohs(a6->sin6_port);
+        snprintf(s->addr, sizeof(s->addr), "[IPv6:%s]", s->ip);
+    } else {
+        const struct sockaddr_in *a4 = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &a4->sin_addr, s->ip, sizeof(s->ip));
+        s->port = ntohs(a4->sin_port);
+        snprintf(s->addr, sizeof(s->addr), "[%s]", s->ip);
+    }
+}
+
+/* A refusal that needs no session: one best-effort write, then close. */
+static void session_refuse(int fd, enum reply_id id)
+{
+    char line[128];
+    int n = snprintf(line, sizeof(line), "%d %s ", replies[id].code, replies[id].esc);
+    n += snprintf(line + n, sizeof(line) - (size_t)n, replies[id].text,
+                  session_env.cfg->domain);
+    n += snprintf(line + n, sizeof(line) - (size_t)n, "\r\n");
+    ssize_t w = write(fd, line, (size_t)n);
+    if (w > 0)
+        stats.bytes_transferred += (uint64_t)w;
+    close(fd);
+}
+
+static struct session *session_new(int fd, const struct sockaddr_storage *ss)
+{
+    struct session *s = calloc(1, sizeof(*s) + SESSION_IN_SMALL + SESSION_OUT_SIZE);
+    if (s == NULL)
+        return NULL;
+    uint8_t *small = (uint8_t *)(s + 1);
+    s->fd = fd;
+    s->state = ST_CONNECTED;
+    s->msg.fd = -1;
+    s->filtered.fd = -1;
+    buffer_init(&s->in, small, SESSION_IN_SMALL);
+    buffer_init(&s->out, small + SESSION_IN_SMALL, SESSION_OUT_SIZE);
+    session_format_peer(s, ss);
+    s->timer.on_expire = session_on_timer;
+    s->timer.data = s;
+    s->last_activity = selector_now_ms();
+    return s;
+}
+
+static void session_link(struct session *s)
+{
+    s->next = sessions;
+    if (sessions)
+        sessions->prev = s;
+    sessions = s;
+    nsessions++;
+}
+
+static void session_unlink(struct session *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    nsessions--;
+}
+
+static void session_start(int fd, const struct sockaddr_storage *ss)
+{
+    struct session *s = session_new(fd, ss);
+    if (s == NULL) {
+        session_refuse(fd, R_LOCAL_ERROR);
+        return;
+    }
+    if (selector_register(session_env.sel, fd, &session_handler, OP_READ, s) < 0) {
+        log_error("cannot watch client fd %d: %s", fd, strerror(errno));
+        free(s);
+        session_refuse(fd, R_TOO_MANY_CLIENTS);
+        return;
+    }
+    session_link(s);
+    stats.connections_total++;
+    stats.connections_current++;
+    log_info("%s:%u connect (fd %d, %zu clients)", s->ip, s->port, fd, nsessions);
+    selector_timer_set(session_env.sel, &s->timer, session_timeout_ms());
+    session_reply(s, R_GREETING, session_env.cfg->domain);
+    session_flush(s);
+}
+
+/* Keeps one descriptor in reserve so that, out of descriptors, we can
+ * still accept a client just to tell it 421 instead of leaving it hanging
+ * in the backlog. */
+static int reserve_fd = -1;
+
+static void session_accept_emfile(int lfd)
+{
+    if (reserve_fd < 0)
+        return;
+    close(reserve_fd);
+    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0)
+        session_refuse(fd, R_TOO_MANY_CLIENTS);
+    log_warn("out of descriptors: refused a client");
+    reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+void session_on_accept(struct selector_key *key)
+{
+    if (reserve_fd < 0)
+        reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    for (int i = 0; i < 64; i++) {     /* bounded: others get a turn */
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        int fd = accept4(key->fd, (struct sockaddr *)&ss, &len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE)
+                session_accept_emfile(key->fd);
+            else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR
+                     && errno != ECONNABORTED)
+                log_warn("accept: %s", strerror(errno));
+            return;
+        }
+        if (session_env.shutting_down) {
+            session_refuse(fd, R_SHUTDOWN);
+        } else if (nsessions >= session_env.cfg->max_clients
+                   || fd >= selector_fd_limit(session_env.sel)) {
+            log_warn("refused a client: %zu connected, fd %d", nsessions, fd);
+            session_refuse(fd, R_TOO_MANY_CLIENTS);
+        } else {
+            session_start(fd, &ss);
+        }
+    }
+}
+
+static void session_on_close(struct selector_key *key)
+{
+    struct session *s = key->data;
+    delivery_abandon(s);
+    selector_timer_cancel(session_env.sel, &s->timer);
+    session_unlink(s);
+    stats.connections_current--;
+    log_info("%s:%u disconnect (%zu clients)", s->ip, s->port, nsessions);
+    session_reset_transaction(s);
+    free(s->rcpts);
+    free(s->boxes);
+    free(s->helo);
+    free(s->auth_user);
+    free(s->auth_login_user);
+    free(s->in_big);
+    close(s->fd);
+    free(s);
+}
+
+/* ---- shutdown --------------------------------------------------------- */
+
+/* SIGTERM: sessions between transactions get 421 now; those inside DATA
+ * (or waiting for their message to be stored) get theirs after it. */
+void session_shutdown_all(void)
+{
+    session_env.shutting_down = true;
+    struct session *next;
+    for (struct session *s = sessions; s; s = next) {
+        next = s->next;
+        if (s->state & (ST_DATA | ST_WAIT)) {
+            s->after_reply_close = true;
+        } else if (!s->closing) {
+            session_reply(s, R_SHUTDOWN);
+            session_flush(s);
+        }
+    }
+}
+
+void session_close_all(void)
+{
+    while (sessions)
+        session_close(sessions);
+}

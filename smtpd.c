@@ -1,0 +1,284 @@
+/*
+ * smtpd.c - main: reads the command line, prepares the mailbox root,
+ * opens the listeners, the committer and the monitor, turns signals into
+ * events (self-pipe) and runs the loop until a graceful stop is over.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "args.h"
+#include "log.h"
+#include "maildir.h"
+#include "monitor.h"
+#include "selector.h"
+#include "session.h"
+#include "stats.h"
+#include "transform.h"
+
+#define TMP_MAX_AGE (36 * 3600)     /* SPEC 5: stale tmp/ files */
+#define LISTEN_BACKLOG 4096
+
+static int signal_pipe[2] = { -1, -1 };
+static int listeners[ARGS_MAX_ADDRS * 2];
+static size_t nlisteners;
+static bool stopping;
+static struct selector_timer stop_timer;
+
+static _Noreturn void die_startup(const char *what, const char *arg)
+{
+    fprintf(stderr, "smtpd: %s %s: %s\n", what, arg, strerror(errno));
+    exit(2);
+}
+
+/* ---- signals: the handler only writes the number to a pipe ---------- */
+
+static void on_signal(int sig)
+{
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+    ssize_t w = write(signal_pipe[1], &b, 1);
+    (void)w;    /* a full pipe already holds a wake-up */
+    errno = saved;
+}
+
+static void signals_install(void)
+{
+    if (pipe2(signal_pipe, O_NONBLOCK | O_CLOEXEC) < 0)
+        die_startup("cannot create", "the signal pipe");
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGCHLD };
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        sigaction(sigs[i], &sa, NULL);
+}
+
+static void listeners_close(struct selector *sel)
+{
+    for (size_t i = 0; i < nlisteners; i++)
+        selector_unregister(sel, listeners[i]);
+    nlisteners = 0;
+}
+
+static void on_stop_deadline(struct selector *sel, void *data)
+{
+    (void)sel;
+    (void)data;
+    log_warn("shutdown: closing %zu sessions still open", session_count());
+    session_close_all();
+}
+
+/* SIGTERM/SIGINT: no new clients; sessions end as SPEC 4 says. A second
+ * signal closes everything at once. */
+static void begin_stop(struct selector *sel, const struct config *cfg)
+{
+    if (stopping) {
+        session_close_all();
+        return;
+    }
+    stopping = true;
+    log_info("shutting down: %zu sessions open", session_count());
+    listeners_close(sel);
+    session_shutdown_all();
+    stop_timer.on_expire = on_stop_deadline;
+    selector_timer_set(sel, &stop_timer, (uint64_t)cfg->timeout_s * 1000);
+}
+
+static void on_signal_pipe(struct selector_key *key)
+{
+    const struct config *cfg = key->data;
+    unsigned char sigs[64];
+    ssize_t n;
+    while ((n = read(key->fd, sigs, sizeof(sigs))) > 0) {
+        for (ssize_t i = 0; i < n; i++) {
+            if (sigs[i] == SIGCHLD)
+                transform_reap();
+            else if (sigs[i] == SIGHUP && log_reopen() < 0)
+                log_error("cannot reopen the log file: %s", strerror(errno));
+            else if (sigs[i] == SIGHUP)
+                log_info("log file reopened");
+            else if (sigs[i] == SIGTERM || sigs[i] == SIGINT)
+                begin_stop(key->s, cfg);
+        }
+    }
+}
+
+static void on_close_fd(struct selector_key *key)
+{
+    close(key->fd);
+}
+
+static const struct fd_handler signal_handler = {
+    .on_read = on_signal_pipe, .on_close = on_close_fd,
+};
+static const struct fd_handler listen_handler = {
+    .on_read = session_on_accept, .on_close = on_close_fd,
+};
+
+/* ---- start-up ------------------------------------------------------- */
+
+/* As many descriptors as we are allowed: every client costs one. */
+static size_t raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return 1024;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1048576 ? 1048576
+                                                                : (size_t)rl.rlim_cur;
+}
+
+static void prepare_mailboxes(const struct config *cfg)
+{
+    if (maildir_root_init(cfg->root) < 0)
+        die_startup("cannot create the mailbox root", cfg->root);
+    if (maildir_create(cfg->root, "postmaster") < 0)
+        die_startup("cannot create mailbox", "postmaster");
+    for (size_t i = 0; i < cfg->n_users; i++)
+        if (maildir_create(cfg->root, cfg->users[i].name) < 0)
+            die_startup("cannot create mailbox", cfg->users[i].name);
+    int removed = maildir_clean_tmp(cfg->root, TMP_MAX_AGE);
+    if (removed > 0)
+        log_info("removed %d stale files from tmp/", removed);
+}
+
+static int listen_on(struct selector *sel, const char *addr, uint16_t port)
+{
+    struct addrinfo hints = { .ai_flags = AI_NUMERICHOST | AI_PASSIVE,
+                              .ai_socktype = SOCK_STREAM };
+    struct addrinfo *ai;
+    char service[8];
+    snprintf(service, sizeof(service), "%u", port);
+    if (getaddrinfo(addr, service, &hints, &ai) != 0)
+        return -1;
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int on = 1;
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+        if (ai->ai_family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+    }
+    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0
+        || listen(fd, LISTEN_BACKLOG) < 0
+        || selector_register(sel, fd, &listen_handler, OP_READ, NULL) < 0) {
+        int saved = errno;
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        errno = saved;
+        return -1;
+    }
+    freeaddrinfo(ai);
+    listeners[nlisteners++] = fd;
+    log_info("listening on %s port %u", addr, port);
+    return 0;
+}
+
+/* Explicit -a addresses must all work; of the default pair, one will do
+ * (a machine without IPv6 still serves IPv4). */
+static int open_listeners(struct selector *sel, const struct config *cfg)
+{
+    static const char *const any[] = { "0.0.0.0", "::" };
+    bool explicit = cfg->n_smtp_addrs > 0;
+    const char *const *addrs = explicit ? cfg->smtp_addrs : any;
+    size_t n = explicit ? cfg->n_smtp_addrs : 2;
+    for (size_t i = 0; i < n; i++) {
+        if (listen_on(sel, addrs[i], cfg->smtp_port) == 0)
+            continue;
+        log_error("cannot listen on %s port %u: %s", addrs[i], cfg->smtp_port,
+                  strerror(errno));
+        if (explicit)
+            return -1;
+    }
+    return nlisteners > 0 ? 0 : -1;
+}
+
+static void on_committer(struct selector_key *key)
+{
+    committer_collect(key->data);
+}
+
+static const struct fd_handler committer_handler = {
+    .on_read = on_committer,
+};
+
+static void on_turn(void *data)
+{
+    committer_flush(data);
+}
+
+/* ---- the loop ------------------------------------------------------- */
+
+static bool stop_done(struct committer *c)
+{
+    return stopping && session_count() == 0 && committer_pending(c) == 0
+           && transform_running() == 0;
+}
+
+static int serve(const struct config *cfg, struct selector *sel, struct committer *c)
+{
+    while (!stop_done(c)) {
+        if (selector_select(sel, -1) < 0) {
+            log_error("event loop: %s", strerror(errno));
+            return 1;
+        }
+    }
+    log_info("stopped");
+    (void)cfg;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct config cfg;
+    args_parse(argc, argv, &cfg);
+    if (log_open(cfg.log_file, cfg.log_level) < 0)
+        die_startup("cannot open log file", cfg.log_file);
+    prepare_mailboxes(&cfg);
+    stats_init();
+    signals_install();
+    transform_configure(cfg.transform_cmd, cfg.timeout_s);
+
+    struct selector *sel = selector_new(raise_fd_limit());
+    struct committer *c = sel ? committer_new(cfg.root) : NULL;
+    if (sel == NULL || c == NULL) {
+        log_error("cannot start: %s", strerror(errno));
+        return 1;
+    }
+    session_init(&cfg, sel, c);
+    selector_set_turn_hook(sel, on_turn, c);
+    if (selector_register(sel, signal_pipe[0], &signal_handler, OP_READ, &cfg) < 0
+        || selector_register(sel, committer_fd(c), &committer_handler, OP_READ, c) < 0
+        || open_listeners(sel, &cfg) < 0 || monitor_open(sel, &cfg) < 0) {
+        log_error("cannot start; see above");
+        return 1;
+    }
+    log_info("smtpd ready: domain %s, SMTP port %u, monitor port %u, %s backend",
+             cfg.domain, cfg.smtp_port, cfg.monitor_port, selector_backend_name());
+    int rc = serve(&cfg, sel, c);
+
+    monitor_close(sel);
+    selector_unregister(sel, committer_fd(c));
+    committer_free(c);
+    selector_destroy(sel);
+    close(signal_pipe[1]);
+    log_close();
+    return rc;
+}
