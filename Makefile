@@ -27,15 +27,18 @@ UNIT_TESTS = $(patsubst tests/%.c,%,$(wildcard tests/unit_*.c))
 # objects a unit test may link: everything but main()
 LIB_OBJ    = $(filter-out $(BUILD)/smtpd.o,$(SERVER_OBJ))
 
+.SECONDARY:
+
 .PHONY: all run test unit e2e e2e-epoll e2e-select e2e-asan test-deps \
         clean fuzz bench install
 
 all: smtpd manager
 
+# rm first: cp onto a binary that is running fails with "Text file busy"
 smtpd: $(BUILD)/smtpd
-	cp $< $@
+	rm -f $@ && cp $< $@
 manager: $(BUILD)/manager
-	cp $< $@
+	rm -f $@ && cp $< $@
 
 $(BUILD)/smtpd: $(SERVER_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -112,7 +112,7 @@ static int auth_copy(const uint8_t *s, size_t len, char *dst, size_t cap)
 int auth_plain_split(const uint8_t *msg, size_t len, char *user, size_t ucap,
                      char *pass, size_t pcap)
 {
-    const uint8_t *nul1 = memchr(msg, '\0', len), *nul2;
+    const uint8_t *nul1 = len ? memchr(msg, '\0', len) : NULL, *nul2;
     size_t zlen, ulen, plen;
 
     if (!nul1)

@@ -462,6 +462,10 @@ void commands_auth_line(struct session *s, char *line, size_t len)
 
 static void cmd_auth(struct session *s, const struct smtp_command *cmd)
 {
+    if (cmd->arg_len == 0) {
+        session_reply(s, R_BAD_ARGS);
+        return;
+    }
     if (session_env.cfg->n_users == 0) {
         session_reply(s, R_AUTH_MECH);
         return;

@@ -343,8 +343,8 @@ static int maildir_box_ok(const char *box)
 
 /*
  * Creates root/box/tmp/<sec>.<ID>.<host><suffix>. Opened O_RDWR, not
- * O_WRONLY: the transformation hands this same descriptor to its child as
- * stdin (after a seek to 0), so no second open of the path is needed.
+ * O_WRONLY (maildir.h says "open for writing"): the transformation reads
+ * the spool back through this descriptor to feed its child's stdin.
  */
 static int maildir_msg_create(struct maildir_msg *m, const char *root,
                               const char *box, const char *suffix)

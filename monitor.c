@@ -231,7 +231,6 @@ static void monitor_on_close(struct selector_key *key)
     close(key->fd);
 }
 
-
 /* 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104: only this machine can reach
  * a socket bound there. */
 static bool monitor_is_loopback(const struct sockaddr *sa)
@@ -308,6 +307,29 @@ static bool monitor_missing_here(int err)
     return err == EADDRNOTAVAIL || err == EAFNOSUPPORT;
 }
 
+/* Binds and registers one resolved address. 1: bound; 0: skipped (a
+ * default address this machine lacks); -1 after logging why. */
+static int monitor_add_one(struct selector *s, const struct addrinfo *ai,
+                           const char *addr, const char *port, bool optional)
+{
+    int fd = monitor_bind(ai);
+
+    if (fd < 0 && optional && monitor_missing_here(errno)) {
+        log_warn("monitor: %s is not available here (%s), going on "
+                 "without it", addr, strerror(errno));
+        return 0;
+    }
+    if (fd < 0) {
+        log_error("monitor: cannot bind %s port %s: %s", addr, port,
+                  strerror(errno));
+        return -1;
+    }
+    if (monitor_register(s, fd, addr) < 0)
+        return -1;
+    log_info("monitor: listening on %s port %s (UDP)", addr, port);
+    return 1;
+}
+
 /* Binds and registers every socket addr stands for. Returns how many,
  * or -1 after logging why. optional: a default address, which may be
  * missing on this machine. */
@@ -316,7 +338,7 @@ static int monitor_add(struct selector *s, const char *addr, const char *port,
 {
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM,
                               .ai_flags = AI_NUMERICHOST | AI_PASSIVE };
-    struct addrinfo *list, *ai;
+    struct addrinfo *list;
     int rc, bound = 0;
 
     rc = getaddrinfo(addr, port, &hints, &list);
@@ -324,32 +346,19 @@ static int monitor_add(struct selector *s, const char *addr, const char *port,
         log_error("monitor: bad address %s: %s", addr, gai_strerror(rc));
         return -1;
     }
-    for (ai = list; ai != NULL; ai = ai->ai_next) {
-        int fd = monitor_bind(ai);
-        if (fd < 0 && optional && monitor_missing_here(errno)) {
-            log_warn("monitor: %s is not available here (%s), going on "
-                     "without it", addr, strerror(errno));
-            continue;
+    for (const struct addrinfo *ai = list; ai != NULL; ai = ai->ai_next) {
+        rc = monitor_add_one(s, ai, addr, port, optional);
+        if (rc < 0) {
+            bound = -1;
+            break;
         }
-        if (fd < 0) {
-            log_error("monitor: cannot bind %s port %s: %s", addr, port,
-                      strerror(errno));
-            goto fail;
-        }
-        if (monitor_register(s, fd, addr) < 0)
-            goto fail;
-        if (default_token && !monitor_is_loopback(ai->ai_addr))
+        if (rc > 0 && default_token && !monitor_is_loopback(ai->ai_addr))
             log_warn("monitor: the default token is in use on non-loopback "
                      "address %s; set one with -k", addr);
-        log_info("monitor: listening on %s port %s (UDP)", addr, port);
-        bound++;
+        bound += rc;
     }
     freeaddrinfo(list);
     return bound;
-
-fail:
-    freeaddrinfo(list);
-    return -1;
 }
 
 int monitor_open(struct selector *s, const struct config *cfg)

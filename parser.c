@@ -335,13 +335,15 @@ static enum path_status parser_size_param(const char *v, size_t len,
 {
     uint64_t size = 0;
 
-    if (len < 1 || len > 20)
+    if (len < 1)
         return PATH_BAD_PARAM;
+    /* A number too large for 64 bits is still a size: it saturates, and
+     * the session answers 552 as for any size over the limit. */
     for (size_t i = 0; i < len; i++) {
         unsigned d = (unsigned)((unsigned char)v[i] - '0');
-        if (d > 9 || size > (UINT64_MAX - d) / 10)
+        if (d > 9)
             return PATH_BAD_PARAM;
-        size = size * 10 + d;
+        size = size > (UINT64_MAX - d) / 10 ? UINT64_MAX : size * 10 + d;
     }
     params->has_size = 1;
     params->size = size;

@@ -177,7 +177,8 @@ static void session_use_small_input(struct session *s)
 {
     size_t n;
     uint8_t *p = buffer_read_ptr(&s->in, &n);
-    if (s->in_big == NULL || n > SESSION_IN_SMALL || (s->state & (ST_DATA | ST_AUTH)))
+    /* A partial line over SMTP_LINE_MAX can only be a long AUTH line. */
+    if (s->in_big == NULL || n > SMTP_LINE_MAX || (s->state & (ST_DATA | ST_AUTH)))
         return;
     uint8_t *small = (uint8_t *)(s + 1);
     memmove(small, p, n);
@@ -349,14 +350,25 @@ static bool session_process_line(struct session *s)
     return true;
 }
 
+/* Handles what is buffered until it runs out, the output fills, or the
+ * session waits for its message to be stored. Output is written as it
+ * accumulates so a long pipelined batch keeps moving. */
 static void session_process(struct session *s)
 {
-    while (session_wants_input(s) && buffer_readable(&s->in) > 0) {
-        if (s->state == ST_DATA) {
-            session_process_data(s);
-        } else if (!session_process_line(s)) {
-            break;
+    bool partial = false;
+    for (;;) {
+        while (!partial && session_wants_input(s) && buffer_readable(&s->in) > 0) {
+            if (s->state == ST_DATA)
+                session_process_data(s);
+            else if (!session_process_line(s))
+                partial = true;
         }
+        if (session_write_out(s) < 0) {
+            session_close(s);
+            return;
+        }
+        if (partial || !session_wants_input(s) || buffer_readable(&s->in) == 0)
+            break;
     }
     session_use_small_input(s);
     session_flush(s);

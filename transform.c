@@ -44,7 +44,8 @@ static unsigned transform_nruns;
 static const char *const transform_env_names[] = {
     "SMTPD_SENDER", "SMTPD_RECIPIENTS", "SMTPD_CLIENT",
 };
-#define TRANSFORM_NENV 3
+#define TRANSFORM_NENV \
+    (sizeof transform_env_names / sizeof transform_env_names[0])
 
 /* ---- configuration ------------------------------------------------- */
 

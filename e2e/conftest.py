@@ -82,7 +82,8 @@ class Server:
         raise RuntimeError("smtpd did not start: " + self.stderr_text())
 
     def stderr_text(self):
-        self._stderr.flush()
+        if not self._stderr.closed:
+            self._stderr.flush()
         return self.stderr_path.read_text(errors="replace")
 
     def log_text(self):

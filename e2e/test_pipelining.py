@@ -115,3 +115,17 @@ def test_many_commands_without_reading(server, connect):
     assert c.reply_line().startswith("221 2.0.0")
     sender.join(30)
     assert not sender.is_alive()
+
+
+def test_hundred_commands_in_one_send(server, connect):
+    """More replies than fit in one output buffer: the rest of the input
+    must be processed once the output drains."""
+    c = connect(server.port)
+    c.reply_line()
+    c.send(b"EHLO x.test\r\n" + b"NOOP\r\n" * 100 + b"QUIT\r\n")
+    assert c.reply()[0] == 250
+    for i in range(100):
+        line = c.reply_line()
+        assert line.startswith("250 2.0.0"), (i, line)
+    assert c.reply_line().startswith("221 2.0.0")
+    assert c.closed()

@@ -127,94 +127,135 @@ static struct selector *new_selector(void)
     return s;
 }
 
+/* One selector and one socketpair; sv[0] is the end under test. */
+struct fixture {
+    struct selector *s;
+    struct probe p;
+    int sv[2];
+};
+
+static void fixture_open(struct fixture *f)
+{
+    f->s = new_selector();
+    probe_init(&f->p);
+    make_pair(f->sv);
+}
+
+static int fixture_register(struct fixture *f, int fd, unsigned interest)
+{
+    return selector_register(f->s, fd, &probe_handler, interest, &f->p);
+}
+
+static void fixture_hang_up(struct fixture *f)
+{
+    close(f->sv[1]);
+    f->sv[1] = -1;
+}
+
+static void fixture_close(struct fixture *f)
+{
+    selector_destroy(f->s);
+    for (int i = 0; i < 2; i++)
+        if (f->sv[i] >= 0)
+            close(f->sv[i]);
+}
+
 /* ---- fds ---------------------------------------------------------------- */
 
 static void test_read_dispatch(void)
 {
-    struct selector *s = new_selector();
-    struct probe p;
-    int fds[2];
-    probe_init(&p);
-    make_pipe(fds);
-    CHECK_EQ_INT(selector_register(s, fds[0], &probe_handler, OP_READ, &p), 0);
-    CHECK(selector_get_data(s, fds[0]) == &p);
-    CHECK_EQ_INT(selector_select(s, 0), 0);
-    CHECK_EQ_INT(p.reads, 0);
-    put_byte(fds[1]);
-    run_until(s, &p.reads, 1);
-    CHECK_EQ_INT(p.reads, 1);
-    CHECK_EQ_INT(p.writes, 0);
-    selector_destroy(s);
-    CHECK_EQ_INT(p.closes, 1);
-    close(fds[0]);
-    close(fds[1]);
+    struct fixture f;
+    fixture_open(&f);
+    CHECK_EQ_INT(fixture_register(&f, f.sv[0], OP_READ), 0);
+    CHECK(selector_get_data(f.s, f.sv[0]) == &f.p);
+    CHECK_EQ_INT(selector_select(f.s, 0), 0);
+    CHECK_EQ_INT(f.p.reads, 0);
+    put_byte(f.sv[1]);
+    run_until(f.s, &f.p.reads, 1);
+    CHECK_EQ_INT(f.p.reads, 1);
+    CHECK_EQ_INT(f.p.writes, 0);
+    fixture_close(&f);
+    CHECK_EQ_INT(f.p.closes, 1);
 }
 
+/* on_write runs while OP_WRITE is set, and only then. */
 static void test_write_interest(void)
 {
-    struct selector *s = new_selector();
-    struct probe p;
-    int sv[2];
-    probe_init(&p);
-    make_pair(sv);
-    CHECK_EQ_INT(selector_register(s, sv[0], &probe_handler, OP_WRITE, &p), 0);
-    run_until(s, &p.writes, 1);
-    CHECK_EQ_INT(p.writes, 1);
-    CHECK_EQ_INT(selector_set_interest(s, sv[0], OP_READ), 0);
+    struct fixture f;
+    fixture_open(&f);
+    CHECK_EQ_INT(fixture_register(&f, f.sv[0], OP_WRITE), 0);
+    run_until(f.s, &f.p.writes, 1);
+    CHECK_EQ_INT(f.p.writes, 1);
+    CHECK_EQ_INT(selector_set_interest(f.s, f.sv[0], OP_READ), 0);
     for (int i = 0; i < 3; i++)
-        CHECK_EQ_INT(selector_select(s, 10), 0);
-    CHECK_EQ_INT(p.writes, 1);
-    CHECK_EQ_INT(selector_set_interest(s, sv[0], OP_READ | OP_WRITE), 0);
-    put_byte(sv[1]);
-    run_until(s, &p.reads, 1);
-    CHECK_EQ_INT(p.reads, 1);
-    CHECK(p.writes >= 2);
-    CHECK_EQ_INT(selector_unregister(s, sv[0]), 0);
-    CHECK_EQ_INT(selector_set_interest(s, sv[0], OP_READ), -1);
-    selector_destroy(s);
-    close(sv[0]);
-    close(sv[1]);
+        CHECK_EQ_INT(selector_select(f.s, 10), 0);
+    CHECK_EQ_INT(f.p.writes, 1);
+    CHECK_EQ_INT(selector_set_interest(f.s, f.sv[0], OP_READ | OP_WRITE), 0);
+    put_byte(f.sv[1]);
+    run_until(f.s, &f.p.reads, 1);
+    CHECK_EQ_INT(f.p.reads, 1);
+    CHECK(f.p.writes >= 2);
+    CHECK_EQ_INT(selector_unregister(f.s, f.sv[0]), 0);
+    CHECK_EQ_INT(selector_set_interest(f.s, f.sv[0], OP_READ), -1);
+    fixture_close(&f);
+}
+
+static void drop_write_read(struct selector_key *key)
+{
+    struct probe *p = key->data;
+    p->reads++;
+    probe_drain(key->fd);
+    CHECK_EQ_INT(selector_set_interest(key->s, key->fd, OP_READ), 0);
+}
+
+/* Write interest dropped by on_read: no on_write in that same turn. */
+static void test_interest_dropped_mid_turn(void)
+{
+    static const struct fd_handler h = {
+        .on_read = drop_write_read, .on_write = probe_write,
+    };
+    struct fixture f;
+    fixture_open(&f);
+    put_byte(f.sv[1]);
+    CHECK_EQ_INT(selector_register(f.s, f.sv[0], &h, OP_READ | OP_WRITE,
+                                   &f.p), 0);
+    CHECK_EQ_INT(selector_select(f.s, WAIT_LIMIT_MS), 0);
+    CHECK_EQ_INT(f.p.reads, 1);
+    CHECK_EQ_INT(f.p.writes, 0);
+    fixture_close(&f);
 }
 
 /* OP_NOOP: known fd, no callbacks, and no busy turns even after a hang-up
  * (epoll reports HUP for an empty mask; the backend must not spin). */
 static void test_noop_interest(void)
 {
-    struct selector *s = new_selector();
-    struct probe p;
-    int sv[2];
-    probe_init(&p);
-    make_pair(sv);
-    CHECK_EQ_INT(selector_register(s, sv[0], &probe_handler, OP_NOOP, &p), 0);
-    put_byte(sv[1]);
-    close(sv[1]);
+    struct fixture f;
+    fixture_open(&f);
+    CHECK_EQ_INT(fixture_register(&f, f.sv[0], OP_NOOP), 0);
+    put_byte(f.sv[1]);
+    fixture_hang_up(&f);
     uint64_t start = selector_now_ms();
-    CHECK_EQ_INT(selector_select(s, 100), 0);
+    CHECK_EQ_INT(selector_select(f.s, 100), 0);
     CHECK(selector_now_ms() - start >= 50);
-    CHECK_EQ_INT(p.reads + p.writes, 0);
-    CHECK_EQ_INT(selector_set_interest(s, sv[0], OP_READ), 0);
-    run_until(s, &p.reads, 1);
-    CHECK_EQ_INT(p.reads, 1);
-    selector_destroy(s);
-    close(sv[0]);
+    CHECK_EQ_INT(f.p.reads + f.p.writes, 0);
+    CHECK_EQ_INT(selector_set_interest(f.s, f.sv[0], OP_READ), 0);
+    run_until(f.s, &f.p.reads, 1);
+    CHECK_EQ_INT(f.p.reads, 1);
+    fixture_close(&f);
 }
 
 /* A peer hang-up reaches the reader, whose read then sees 0. */
 static void test_hangup_is_readable(void)
 {
-    struct selector *s = new_selector();
-    struct probe p;
-    int sv[2];
-    probe_init(&p);
-    make_pair(sv);
-    CHECK_EQ_INT(selector_register(s, sv[0], &probe_handler, OP_READ, &p), 0);
-    close(sv[1]);
-    run_until(s, &p.reads, 1);
-    CHECK_EQ_INT(p.reads, 1);
+    struct fixture f;
     char c;
-    CHECK_EQ_INT(read(sv[0], &c, 1), 0);
-    selector_destroy(s);
-    close(sv[0]);
+    fixture_open(&f);
+    CHECK_EQ_INT(fixture_register(&f, f.sv[0], OP_READ), 0);
+    fixture_hang_up(&f);
+    run_until(f.s, &f.p.reads, 1);
+    CHECK_EQ_INT(f.p.reads, 1);
+    CHECK_EQ_INT(read(f.sv[0], &c, 1), 0);
+    fixture_close(&f);
 }
 
 /* ---- unregistering mid-turn (run under ASan: contexts are freed) -------- */
@@ -312,22 +353,7 @@ static void test_unregister_reuse_number(void)
     run_cross_unregister(true);
 }
 
-static void test_on_close_once(void)
-{
-    struct selector *s = new_selector();
-    struct probe p;
-    int fds[2];
-    probe_init(&p);
-    make_pipe(fds);
-    CHECK_EQ_INT(selector_register(s, fds[0], &probe_handler, OP_READ, &p), 0);
-    CHECK_EQ_INT(selector_unregister(s, fds[0]), 0);
-    CHECK_EQ_INT(selector_unregister(s, fds[0]), -1);
-    selector_destroy(s);
-    CHECK_EQ_INT(p.closes, 1);
-    close(fds[0]);
-    close(fds[1]);
-}
-
+/* on_close runs exactly once per registration, destroy included. */
 static void test_destroy_closes_all(void)
 {
     struct selector *s = new_selector();
@@ -340,7 +366,9 @@ static void test_destroy_closes_all(void)
         CHECK_EQ_INT(selector_register(s, fds[i][0], &probe_handler,
                                        i == 0 ? OP_NOOP : OP_READ, &p[i]), 0);
     }
-    selector_destroy(s);
+    CHECK_EQ_INT(selector_unregister(s, fds[1][0]), 0);
+    CHECK_EQ_INT(selector_unregister(s, fds[1][0]), -1);
+    selector_destroy(s);    /* on_close once each, none again for fds[1] */
     for (int i = 0; i < 3; i++) {
         CHECK_EQ_INT(p[i].closes, 1);
         close(fds[i][1]);
@@ -349,65 +377,56 @@ static void test_destroy_closes_all(void)
 
 static void test_register_errors(void)
 {
-    struct selector *s = new_selector();
-    struct probe p;
-    int fds[2];
-    probe_init(&p);
-    make_pipe(fds);
-    int limit = selector_fd_limit(s);
+    struct fixture f;
+    fixture_open(&f);
+    int limit = selector_fd_limit(f.s);
     CHECK(limit > 0 && limit <= 4096);
     if (strcmp(selector_backend_name(), "select") == 0)
         CHECK(limit <= FD_SETSIZE);
-    CHECK_EQ_INT(selector_register(s, -1, &probe_handler, OP_READ, &p), -1);
+    CHECK_EQ_INT(fixture_register(&f, -1, OP_READ), -1);
     CHECK_EQ_INT(errno, EINVAL);
-    CHECK_EQ_INT(selector_register(s, limit, &probe_handler, OP_READ, &p), -1);
+    CHECK_EQ_INT(fixture_register(&f, limit, OP_READ), -1);
     CHECK_EQ_INT(errno, EINVAL);
-    CHECK_EQ_INT(selector_register(s, fds[0], &probe_handler, OP_READ, &p), 0);
-    CHECK_EQ_INT(selector_register(s, fds[0], &probe_handler, OP_READ, &p), -1);
+    CHECK_EQ_INT(fixture_register(&f, f.sv[0], OP_READ), 0);
+    CHECK_EQ_INT(fixture_register(&f, f.sv[0], OP_READ), -1);
     CHECK_EQ_INT(errno, EINVAL);
-    CHECK_EQ_INT(selector_register(s, fds[1], &probe_handler, 8, &p), -1);
-    close(fds[1]);
-    CHECK_EQ_INT(selector_register(s, fds[1], &probe_handler, OP_NOOP, &p), -1);
-    CHECK(selector_get_data(s, fds[1]) == NULL);
-    CHECK(selector_get_data(s, limit) == NULL);
-    selector_destroy(s);
-    CHECK_EQ_INT(p.closes, 1);
-    close(fds[0]);
+    CHECK_EQ_INT(fixture_register(&f, f.sv[1], 8), -1);
+    int closed = f.sv[1];
+    fixture_hang_up(&f);
+    CHECK_EQ_INT(fixture_register(&f, closed, OP_NOOP), -1);
+    CHECK(selector_get_data(f.s, closed) == NULL);
+    CHECK(selector_get_data(f.s, limit) == NULL);
+    fixture_close(&f);
+    CHECK_EQ_INT(f.p.closes, 1);
 }
 
-/* A real fd at FD_SETSIZE: select() must refuse it, epoll take it. */
+/* A real fd above FD_SETSIZE: select() must refuse it, epoll take it. */
 static void test_high_fd(void)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur <= FD_SETSIZE + 8)
         return;     /* cannot open such an fd here: nothing to check */
-    struct selector *s = new_selector();
-    struct probe p;
-    int fds[2];
-    probe_init(&p);
-    make_pipe(fds);
+    struct fixture f;
     int high = FD_SETSIZE + 5;
-    CHECK_EQ_INT(dup3(fds[0], high, O_CLOEXEC), high);
-    int rc = selector_register(s, high, &probe_handler, OP_READ, &p);
+    fixture_open(&f);
+    CHECK_EQ_INT(dup3(f.sv[0], high, O_CLOEXEC), high);
+    int rc = fixture_register(&f, high, OP_READ);
     if (strcmp(selector_backend_name(), "select") == 0) {
         CHECK_EQ_INT(rc, -1);
         CHECK_EQ_INT(errno, EINVAL);
     } else {
         CHECK_EQ_INT(rc, 0);
-        put_byte(fds[1]);
-        run_until(s, &p.reads, 1);
-        CHECK_EQ_INT(p.reads, 1);
+        put_byte(f.sv[1]);
+        run_until(f.s, &f.p.reads, 1);
+        CHECK_EQ_INT(f.p.reads, 1);
     }
-    selector_destroy(s);
+    fixture_close(&f);
     close(high);
-    close(fds[0]);
-    close(fds[1]);
 }
 
 /* ---- timers, hook, signals ---------------------------------------------- */
 
 struct timer_log {
-    int order[8];               /* tags, in firing order */
     int count;
     int rearms;                 /* re-arm the timer this many more times */
     struct selector_timer *self;
@@ -418,43 +437,6 @@ static void timer_note(struct selector *s, void *data)
     struct timer_log *log = data;
     (void)s;
     log->count++;
-}
-
-struct tagged {
-    struct timer_log *log;
-    int tag;
-};
-
-static void timer_tagged(struct selector *s, void *data)
-{
-    struct tagged *t = data;
-    (void)s;
-    if (t->log->count < 8)
-        t->log->order[t->log->count] = t->tag;
-    t->log->count++;
-}
-
-static void test_timer_order(void)
-{
-    struct selector *s = new_selector();
-    struct timer_log log = { .count = 0 };
-    struct tagged tags[3] = { { &log, 3 }, { &log, 1 }, { &log, 2 } };
-    struct selector_timer t[3];
-    uint64_t ms[3] = { 90, 30, 60 };
-    memset(t, 0, sizeof(t));
-    for (int i = 0; i < 3; i++) {
-        t[i].on_expire = timer_tagged;
-        t[i].data = &tags[i];
-        selector_timer_set(s, &t[i], ms[i]);
-        CHECK(t[i].slot != 0);
-    }
-    run_until(s, &log.count, 3);
-    CHECK_EQ_INT(log.count, 3);
-    for (int i = 0; i < 3; i++) {
-        CHECK_EQ_INT(log.order[i], i + 1);
-        CHECK_EQ_INT(t[i].slot, 0);
-    }
-    selector_destroy(s);
 }
 
 static void test_timer_cancel(void)
@@ -476,6 +458,54 @@ static void test_timer_cancel(void)
     selector_timer_set(s, &a, 1000000); /* armed at destroy: left disarmed */
     selector_destroy(s);
     CHECK_EQ_INT(a.slot, 0);
+}
+
+/* Many timers, some cancelled, some moved: they fire in deadline order. */
+struct heap_check {
+    uint64_t last;
+    int fired;
+    int out_of_order;
+};
+
+static struct heap_check heap_check;
+
+static void timer_heap_fire(struct selector *s, void *data)
+{
+    struct selector_timer *t = data;
+    (void)s;
+    if (t->deadline_ms < heap_check.last)
+        heap_check.out_of_order++;
+    heap_check.last = t->deadline_ms;
+    heap_check.fired++;
+}
+
+static void test_timer_order(void)
+{
+    enum { N = 200 };
+    struct selector *s = new_selector();
+    static struct selector_timer t[N];
+    unsigned seed = 12345;
+    int live = N;
+    memset(t, 0, sizeof(t));
+    memset(&heap_check, 0, sizeof(heap_check));
+    for (int i = 0; i < N; i++) {
+        t[i].on_expire = timer_heap_fire;
+        t[i].data = &t[i];
+        seed = seed * 1103515245u + 12345u;
+        selector_timer_set(s, &t[i], (seed >> 8) % 150);
+    }
+    for (int i = 0; i < N; i += 3) {
+        selector_timer_cancel(s, &t[i]);
+        live--;
+    }
+    for (int i = 1; i < N; i += 3)  /* re-armed while armed */
+        selector_timer_set(s, &t[i], (uint64_t)(i % 40));
+    run_until(s, &heap_check.fired, live);
+    CHECK_EQ_INT(heap_check.fired, live);
+    CHECK_EQ_INT(heap_check.out_of_order, 0);
+    for (int i = 0; i < N; i++)
+        CHECK_EQ_INT(t[i].slot, 0);
+    selector_destroy(s);
 }
 
 static void timer_rearm(struct selector *s, void *data)
@@ -502,6 +532,30 @@ static void test_timer_rearm_self(void)
         CHECK_EQ_INT(selector_select(s, 10), 0);
     CHECK_EQ_INT(log.count, 4);
     selector_destroy(s);
+}
+
+static void timer_spin(struct selector *s, void *data)
+{
+    struct timer_log *log = data;
+    log->count++;
+    selector_timer_set(s, log->self, 0);
+}
+
+/* A timer re-arming itself with 0 fires once per turn, never in a loop. */
+static void test_timer_rearm_zero(void)
+{
+    struct selector *s = new_selector();
+    struct timer_log log = { .count = 0 };
+    struct selector_timer t = { .on_expire = timer_spin, .data = &log };
+    log.self = &t;
+    selector_timer_set(s, &t, 0);
+    CHECK_EQ_INT(selector_select(s, 0), 0);
+    CHECK_EQ_INT(log.count, 1);
+    CHECK(t.slot != 0);
+    run_until(s, &log.count, 3);
+    CHECK_EQ_INT(log.count, 3);
+    selector_destroy(s);
+    CHECK_EQ_INT(t.slot, 0);
 }
 
 /* With no fd ready and no caller timeout, a 50 ms timer ends the wait. */
@@ -597,18 +651,19 @@ static void test_no_nested_turn(void)
 UNIT_MAIN("selector",
           { "read_dispatch", test_read_dispatch },
           { "write_interest", test_write_interest },
+          { "interest_dropped_mid_turn", test_interest_dropped_mid_turn },
           { "noop_interest", test_noop_interest },
           { "hangup_is_readable", test_hangup_is_readable },
           { "unregister_self", test_unregister_self },
           { "unregister_other", test_unregister_other },
           { "unregister_reuse_number", test_unregister_reuse_number },
-          { "on_close_once", test_on_close_once },
           { "destroy_closes_all", test_destroy_closes_all },
           { "register_errors", test_register_errors },
           { "high_fd", test_high_fd },
           { "timer_order", test_timer_order },
           { "timer_cancel", test_timer_cancel },
           { "timer_rearm_self", test_timer_rearm_self },
+          { "timer_rearm_zero", test_timer_rearm_zero },
           { "timer_bounds_wait", test_timer_bounds_wait },
           { "turn_hook", test_turn_hook },
           { "signal_interrupts", test_signal_interrupts },

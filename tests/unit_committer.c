@@ -1,0 +1,462 @@
+/*
+ * unit_committer.c - group commit on a real file system: messages land in
+ * every new/ with the right name and bytes, batches form, failures leave
+ * nothing behind. The loop is played by poll() on committer_fd().
+ */
+#include "maildir.h"
+#include "unit.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* What done() saw, one per job. */
+struct result {
+    int called;
+    int error;
+    char id[MAILDIR_ID_MAX + 1];
+    uint64_t size;
+    time_t sec;
+};
+
+static int done_calls;
+
+static void on_done(struct commit_job *job)
+{
+    struct result *r = job->data;
+    done_calls++;
+    if (!r)
+        return;
+    r->called++;
+    r->error = job->error;
+    memcpy(r->id, job->msg.id, sizeof r->id);
+    r->size = job->msg.size;
+    r->sec = job->msg.sec;
+}
+
+/* ---- file system helpers ---------------------------------------------- */
+
+static int rm_entry(const char *path, const struct stat *st, int flag,
+                    struct FTW *ftw)
+{
+    (void)st; (void)flag; (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void tmpdir_make(char *dir, size_t len)
+{
+    snprintf(dir, len, "/tmp/unit_committer.XXXXXX");
+    if (!mkdtemp(dir))
+        dir[0] = '\0';
+}
+
+static void tmpdir_remove(const char *dir)
+{
+    if (dir[0])
+        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Entries of root/box/sub other than . and ..; the last one goes to name. */
+static int box_count(const char *root, const char *box, const char *sub,
+                     char *name, size_t len)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s/%s", root, box, sub);
+    DIR *d = opendir(path);
+    struct dirent *e;
+    int n = 0;
+    if (!d)
+        return -1;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (name)
+            snprintf(name, len, "%s", e->d_name);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static void host_escaped(char *dst, size_t len)
+{
+    char raw[256] = "";
+    size_t o = 0;
+    gethostname(raw, sizeof raw - 1);
+    for (const char *p = raw; *p && o + 5 < len; p++) {
+        if (*p == '/' || *p == ':')
+            o += (size_t)snprintf(dst + o, len - o, "\\%03o", (unsigned)*p);
+        else
+            dst[o++] = *p;
+    }
+    dst[o] = '\0';
+}
+
+/* ---- jobs ------------------------------------------------------------- */
+
+/* A finished message to boxes[0..n), spooled in the first box's tmp/. */
+static struct commit_job *make_job(const char *root, const char *const *boxes,
+                                   size_t n, const char *body, struct result *r)
+{
+    struct commit_job *job = calloc(1, sizeof *job);
+    if (!job || maildir_msg_open(&job->msg, root, boxes[0]) < 0 ||
+        maildir_msg_write(&job->msg, body, strlen(body)) < 0) {
+        free(job);
+        return NULL;
+    }
+    job->boxes = calloc(n, sizeof *job->boxes);
+    for (size_t i = 0; i < n; i++)
+        job->boxes[i] = strdup(boxes[i]);
+    job->nboxes = n;
+    job->done = on_done;
+    job->data = r;
+    return job;
+}
+
+/* One loop turn: flush, wait for the eventfd, collect. How many done()
+ * ran, or -1 on a poll timeout. */
+static int loop_turn(struct committer *c)
+{
+    struct pollfd p = { .fd = committer_fd(c), .events = POLLIN };
+    int before = done_calls;
+    committer_flush(c);
+    if (poll(&p, 1, 10000) != 1)
+        return -1;
+    committer_collect(c);
+    return done_calls - before;
+}
+
+static void drain(struct committer *c)
+{
+    for (int i = 0; i < 1000 && committer_pending(c) > 0; i++)
+        if (loop_turn(c) < 0)
+            break;
+}
+
+static void file_check(const char *root, const char *box, const char *name,
+                       const char *body, struct stat *st)
+{
+    char path[PATH_MAX], buf[256];
+    snprintf(path, sizeof path, "%s/%s/new/%s", root, box, name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    CHECK(fd >= 0);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, buf, sizeof buf);
+    CHECK_EQ_INT(n, strlen(body));
+    CHECK(n >= 0 && memcmp(buf, body, (size_t)n) == 0);
+    fstat(fd, st);
+    close(fd);
+}
+
+/* ---- tests ------------------------------------------------------------ */
+
+static void test_one_job_three_boxes(void)
+{
+    static const char *const boxes[] = { "alice", "bob", "carol" };
+    static const char body[] = "Subject: hi\r\n\r\nthree copies\r\n";
+    char dir[64], host[300], want[512], name[512];
+    struct result r = { 0 };
+    struct stat st[3];
+    tmpdir_make(dir, sizeof dir);
+    for (int i = 0; i < 3; i++)
+        maildir_create(dir, boxes[i]);
+    struct committer *c = committer_new(dir);
+    CHECK(c != NULL);
+    int fd = committer_fd(c);
+    CHECK(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    CHECK(fcntl(fd, F_GETFL) & O_NONBLOCK);
+
+    struct commit_job *job = make_job(dir, boxes, 3, body, &r);
+    CHECK(job != NULL);
+    committer_submit(c, job);
+    CHECK_EQ_INT(committer_pending(c), 1);
+    CHECK_EQ_INT(loop_turn(c), 1);
+    CHECK_EQ_INT(committer_pending(c), 0);
+    CHECK_EQ_INT(r.called, 1);
+    CHECK_EQ_INT(r.error, 0);
+    CHECK_EQ_INT(r.size, strlen(body));
+
+    host_escaped(host, sizeof host);
+    snprintf(want, sizeof want, "%lld.%s.%s,S=%zu", (long long)r.sec, r.id,
+             host, strlen(body));
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ_INT(box_count(dir, boxes[i], "new", name, sizeof name), 1);
+        CHECK(strcmp(name, want) == 0);
+        file_check(dir, boxes[i], want, body, &st[i]);
+        CHECK_EQ_INT(box_count(dir, boxes[i], "tmp", NULL, 0), 0);
+    }
+    CHECK(st[0].st_ino == st[1].st_ino && st[1].st_ino == st[2].st_ino);
+    CHECK_EQ_INT(st[0].st_nlink, 3);
+    committer_free(c);
+    tmpdir_remove(dir);
+}
+
+/* 200 jobs handed over in one loop turn go as one batch: the first
+ * collect already sees more than one of them. */
+static void test_many_jobs_batched(void)
+{
+    enum { N = 200 };
+    static const char *const boxes[] = { "alice", "bob" };
+    static struct result r[N];
+    char dir[64];
+    memset(r, 0, sizeof r);
+    tmpdir_make(dir, sizeof dir);
+    maildir_create(dir, "alice");
+    maildir_create(dir, "bob");
+    struct committer *c = committer_new(dir);
+    for (int i = 0; i < N; i++) {
+        struct commit_job *job = make_job(dir, boxes + (i % 2), 1, "x\r\n", &r[i]);
+        CHECK(job != NULL);
+        if (job)
+            committer_submit(c, job);
+    }
+    CHECK_EQ_INT(committer_pending(c), N);
+    int first = loop_turn(c);
+    CHECK(first > 1);
+    drain(c);
+    CHECK_EQ_INT(committer_pending(c), 0);
+    int ok = 0;
+    for (int i = 0; i < N; i++)
+        ok += r[i].called == 1 && r[i].error == 0;
+    CHECK_EQ_INT(ok, N);
+    CHECK_EQ_INT(box_count(dir, "alice", "new", NULL, 0), N / 2);
+    CHECK_EQ_INT(box_count(dir, "bob", "new", NULL, 0), N / 2);
+    CHECK_EQ_INT(box_count(dir, "alice", "tmp", NULL, 0), 0);
+    CHECK_EQ_INT(box_count(dir, "bob", "tmp", NULL, 0), 0);
+    committer_free(c);
+    tmpdir_remove(dir);
+}
+
+/* As the loop does it: submit a few, flush, go on while the thread works. */
+static void test_jobs_while_busy(void)
+{
+    enum { N = 150 };
+    static const char *const box[] = { "alice" };
+    char dir[64];
+    struct pollfd p;
+    tmpdir_make(dir, sizeof dir);
+    maildir_create(dir, "alice");
+    struct committer *c = committer_new(dir);
+    int before = done_calls;
+    for (int i = 0; i < N; i++) {
+        struct commit_job *job = make_job(dir, box, 1, "y\r\n", NULL);
+        if (job)
+            committer_submit(c, job);
+        committer_flush(c);
+        p.fd = committer_fd(c);
+        p.events = POLLIN;
+        if (poll(&p, 1, 0) == 1)
+            committer_collect(c);
+    }
+    drain(c);
+    CHECK_EQ_INT(done_calls - before, N);
+    CHECK_EQ_INT(box_count(dir, "alice", "new", NULL, 0), N);
+    CHECK_EQ_INT(box_count(dir, "alice", "tmp", NULL, 0), 0);
+    committer_free(c);
+    tmpdir_remove(dir);
+}
+
+/* carol's new/ is gone: the job fails with an errno and leaves nothing in
+ * alice's or bob's new/, nor in tmp/; a good job of the same batch lands. */
+static void test_failure_leaves_nothing(void)
+{
+    static const char *const boxes[] = { "alice", "bob", "carol" };
+    static const char *const good[] = { "dave" };
+    char dir[64], path[PATH_MAX];
+    struct result bad = { 0 }, fine = { 0 };
+    tmpdir_make(dir, sizeof dir);
+    for (int i = 0; i < 3; i++)
+        maildir_create(dir, boxes[i]);
+    maildir_create(dir, "dave");
+    snprintf(path, sizeof path, "%s/carol/new", dir);
+    CHECK_EQ_INT(rmdir(path), 0);
+    struct committer *c = committer_new(dir);
+    committer_submit(c, make_job(dir, boxes, 3, "lost\r\n", &bad));
+    committer_submit(c, make_job(dir, good, 1, "kept\r\n", &fine));
+    drain(c);
+    CHECK_EQ_INT(bad.called, 1);
+    CHECK_EQ_INT(bad.error, ENOENT);
+    CHECK_EQ_INT(fine.called, 1);
+    CHECK_EQ_INT(fine.error, 0);
+    CHECK_EQ_INT(box_count(dir, "alice", "new", NULL, 0), 0);
+    CHECK_EQ_INT(box_count(dir, "bob", "new", NULL, 0), 0);
+    CHECK_EQ_INT(box_count(dir, "alice", "tmp", NULL, 0), 0);
+    CHECK_EQ_INT(box_count(dir, "dave", "new", NULL, 0), 1);
+    CHECK_EQ_INT(box_count(dir, "dave", "tmp", NULL, 0), 0);
+    committer_free(c);
+    tmpdir_remove(dir);
+}
+
+static void test_bad_box_name(void)
+{
+    static const char *const boxes[] = { "alice", "../alice" };
+    char dir[64];
+    struct result r = { 0 };
+    tmpdir_make(dir, sizeof dir);
+    maildir_create(dir, "alice");
+    struct committer *c = committer_new(dir);
+    committer_submit(c, make_job(dir, boxes, 2, "z\r\n", &r));
+    drain(c);
+    CHECK_EQ_INT(r.error, EINVAL);
+    CHECK_EQ_INT(box_count(dir, "alice", "new", NULL, 0), 0);
+    CHECK_EQ_INT(box_count(dir, "alice", "tmp", NULL, 0), 0);
+    committer_free(c);
+    tmpdir_remove(dir);
+}
+
+/* The same recipient twice is one delivery, not an EEXIST failure. */
+static void test_repeated_box(void)
+{
+    static const char *const boxes[] = { "alice", "bob", "alice" };
+    char dir[64];
+    struct result r = { 0 };
+    tmpdir_make(dir, sizeof dir);
+    maildir_create(dir, "alice");
+    maildir_create(dir, "bob");
+    struct committer *c = committer_new(dir);
+    committer_submit(c, make_job(dir, boxes, 3, "twice\r\n", &r));
+    drain(c);
+    CHECK_EQ_INT(r.error, 0);
+    CHECK_EQ_INT(box_count(dir, "alice", "new", NULL, 0), 1);
+    CHECK_EQ_INT(box_count(dir, "bob", "new", NULL, 0), 1);
+    committer_free(c);
+    tmpdir_remove(dir);
+}
+
+/* A transformed copy is delivered under the original's ID; its size in
+ * the name is the copy's, even when written behind maildir's back. */
+static void test_copy_delivered(void)
+{
+    static const char *const box[] = { "alice" };
+    char dir[64], name[512], tail[64];
+    struct result r = { 0 };
+    tmpdir_make(dir, sizeof dir);
+    maildir_create(dir, "alice");
+    struct committer *c = committer_new(dir);
+    struct commit_job *job = make_job(dir, box, 1, "original\r\n", NULL);
+    struct commit_job *copy = calloc(1, sizeof *copy);
+    CHECK_EQ_INT(maildir_msg_open_copy(&copy->msg, &job->msg, dir, "alice"), 0);
+    CHECK_EQ_INT(write(copy->msg.fd, "transformed\r\n", 13), 13);
+    copy->boxes = job->boxes;
+    copy->nboxes = job->nboxes;
+    job->boxes = NULL;
+    job->nboxes = 0;
+    copy->done = on_done;
+    copy->data = &r;
+    commit_job_free(job);
+    committer_submit(c, copy);
+    drain(c);
+    CHECK_EQ_INT(r.error, 0);
+    CHECK_EQ_INT(r.size, 13);
+    CHECK_EQ_INT(box_count(dir, "alice", "new", name, sizeof name), 1);
+    CHECK(strstr(name, r.id) != NULL);
+    size_t n = strlen(name);
+    snprintf(tail, sizeof tail, ",S=13");
+    CHECK(n > 5 && strcmp(name + n - 5, tail) == 0);
+    CHECK_EQ_INT(box_count(dir, "alice", "tmp", NULL, 0), 0);
+    committer_free(c);
+    tmpdir_remove(dir);
+}
+
+static void test_job_free_unsubmitted(void)
+{
+    static const char *const box[] = { "alice" };
+    char dir[64];
+    tmpdir_make(dir, sizeof dir);
+    maildir_create(dir, "alice");
+    struct commit_job *job = make_job(dir, box, 1, "never\r\n", NULL);
+    CHECK_EQ_INT(box_count(dir, "alice", "tmp", NULL, 0), 1);
+    commit_job_free(job);
+    commit_job_free(NULL);
+    CHECK_EQ_INT(box_count(dir, "alice", "tmp", NULL, 0), 0);
+    CHECK_EQ_INT(box_count(dir, "alice", "new", NULL, 0), 0);
+    tmpdir_remove(dir);
+}
+
+/* committer_free finishes what was submitted, even without a flush. */
+static void test_free_finishes_work(void)
+{
+    static const char *const box[] = { "alice" };
+    char dir[64];
+    struct result r[5];
+    memset(r, 0, sizeof r);
+    tmpdir_make(dir, sizeof dir);
+    maildir_create(dir, "alice");
+    struct committer *c = committer_new(dir);
+    for (int i = 0; i < 5; i++)
+        committer_submit(c, make_job(dir, box, 1, "late\r\n", &r[i]));
+    committer_free(c);
+    for (int i = 0; i < 5; i++) {
+        CHECK_EQ_INT(r[i].called, 1);
+        CHECK_EQ_INT(r[i].error, 0);
+    }
+    CHECK_EQ_INT(box_count(dir, "alice", "new", NULL, 0), 5);
+    CHECK_EQ_INT(box_count(dir, "alice", "tmp", NULL, 0), 0);
+    committer_free(NULL);
+    tmpdir_remove(dir);
+}
+
+/* A mailbox symlinked onto another filesystem (/dev/shm when it is one):
+ * syncfs on root would not cover it, so that batch falls back to fsync and
+ * still delivers; a link across the two filesystems fails (EXDEV) and
+ * leaves nothing. Skipped where /dev/shm is on root's filesystem. */
+static void test_other_filesystem(void)
+{
+    static const char *const far[] = { "far" };
+    static const char *const both[] = { "far", "alice" };
+    char dir[64], shm[64] = "/dev/shm/unit_committer.XXXXXX", path[PATH_MAX];
+    struct result r1 = { 0 }, r2 = { 0 };
+    struct stat a, b;
+    tmpdir_make(dir, sizeof dir);
+    if (!mkdtemp(shm) || stat(dir, &a) < 0 || stat(shm, &b) < 0 ||
+        a.st_dev == b.st_dev) {
+        tmpdir_remove(dir);
+        return;
+    }
+    maildir_create(dir, "alice");
+    maildir_create(shm, "far");
+    snprintf(path, sizeof path, "%s/far", shm);
+    char link_path[PATH_MAX];
+    snprintf(link_path, sizeof link_path, "%s/far", dir);
+    CHECK_EQ_INT(symlink(path, link_path), 0);
+    struct committer *c = committer_new(dir);
+    committer_submit(c, make_job(dir, far, 1, "far away\r\n", &r1));
+    committer_submit(c, make_job(dir, both, 2, "split\r\n", &r2));
+    drain(c);
+    CHECK_EQ_INT(r1.error, 0);
+    CHECK_EQ_INT(r2.error, EXDEV);
+    CHECK_EQ_INT(box_count(dir, "far", "new", NULL, 0), 1);
+    CHECK_EQ_INT(box_count(dir, "far", "tmp", NULL, 0), 0);
+    CHECK_EQ_INT(box_count(dir, "alice", "new", NULL, 0), 0);
+    committer_free(c);
+    tmpdir_remove(dir);
+    tmpdir_remove(shm);
+}
+
+static void test_new_fails_on_missing_root(void)
+{
+    errno = 0;
+    CHECK(committer_new("/tmp/unit_committer.does-not-exist/x") == NULL);
+    CHECK_EQ_INT(errno, ENOENT);
+}
+
+UNIT_MAIN("committer",
+          { "one_job_three_boxes", test_one_job_three_boxes },
+          { "many_jobs_batched", test_many_jobs_batched },
+          { "jobs_while_busy", test_jobs_while_busy },
+          { "failure_leaves_nothing", test_failure_leaves_nothing },
+          { "bad_box_name", test_bad_box_name },
+          { "repeated_box", test_repeated_box },
+          { "copy_delivered", test_copy_delivered },
+          { "job_free_unsubmitted", test_job_free_unsubmitted },
+          { "free_finishes_work", test_free_finishes_work },
+          { "other_filesystem", test_other_filesystem },
+          { "new_fails_on_missing_root", test_new_fails_on_missing_root })
