@@ -61,16 +61,10 @@ run: all
 
 # ---- tests ------------------------------------------------------------
 
+# python3-pytest, swaks, curl, msmtp, dovecot-imapd, clang + libFuzzer,
+# valgrind, groff: installed with apt-get when missing (e2e/deps.sh).
 test-deps:
-	@$(PYTHON) -c 'import pytest' 2>/dev/null || { \
-	  echo "installing python3-pytest"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	  apt-get install -y -qq python3-pytest; }
-	@command -v swaks >/dev/null || { \
-	  echo "installing swaks and curl"; \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq swaks curl || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -qq swaks curl; }; }
+	@sh e2e/deps.sh
 
 unit: $(addprefix $(BUILD)/tests/,$(UNIT_TESTS))
 	@for t in $^; do echo "== $$t"; ./$$t || exit 1; done
@@ -94,6 +88,41 @@ e2e-asan:
 
 test: test-deps all unit e2e-epoll e2e-select e2e-asan
 	@echo "make test: all suites passed"
+
+# ---- fuzzing (clang + libFuzzer; docs/reliability.md) -----------------
+FUZZ_CC    ?= clang
+FUZZ_FLAGS  = -std=c11 -D_GNU_SOURCE -Iinclude -g -O1 \
+              -fsanitize=fuzzer,address,undefined
+FUZZ_TIME  ?= 60
+
+build/fuzz/fuzz_parser: fuzz/fuzz_parser.c parser.c auth.c $(wildcard include/*.h)
+	mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_parser.c parser.c auth.c -o $@
+build/fuzz/fuzz_monitor: fuzz/fuzz_monitor.c monitor.c $(wildcard include/*.h)
+	mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_monitor.c monitor.c -o $@
+
+# Each harness runs FUZZ_TIME seconds from the seed corpus; new inputs go
+# to build/fuzz/corpus-*, so the corpus kept in git stays as it is.
+fuzz: build/fuzz/fuzz_parser build/fuzz/fuzz_monitor
+	for h in parser monitor; do \
+	  mkdir -p build/fuzz/corpus-$$h && \
+	  build/fuzz/fuzz_$$h -max_total_time=$(FUZZ_TIME) -max_len=16384 \
+	    -artifact_prefix=build/fuzz/ build/fuzz/corpus-$$h fuzz/corpus/$$h \
+	    || exit 1; \
+	done
+
+# ---- install ------------------------------------------------------------
+PREFIX  ?= /usr/local
+DESTDIR ?=
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \
+	  $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0755 smtpd $(DESTDIR)$(PREFIX)/sbin/smtpd
+	install -m 0755 manager $(DESTDIR)$(PREFIX)/bin/manager
+	if [ -f smtpd.8 ]; then install -m 0644 smtpd.8 $(DESTDIR)$(PREFIX)/share/man/man8/; fi
+	if [ -f manager.1 ]; then install -m 0644 manager.1 $(DESTDIR)$(PREFIX)/share/man/man1/; fi
 
 clean:
 	rm -rf build smtpd manager

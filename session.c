@@ -253,7 +253,10 @@ static void session_on_read(struct selector_key *key)
         return;
     }
     if (r == IO_OK) {
-        s->last_activity = selector_now_ms();
+        /* -T bounds each DATA read, but a whole command line otherwise:
+         * a byte now and then does not keep a session alive forever. */
+        if (s->state == ST_DATA)
+            s->last_activity = selector_now_ms();
         session_process(s);
     }
 }
@@ -337,6 +340,7 @@ static bool session_process_line(struct session *s)
     buffer_read_adv(&s->in, consumed);
     if (st == LINE_NEED_MORE)
         return false;
+    s->last_activity = selector_now_ms();
     if (st == LINE_TOO_LONG) {
         s->auth_step = AUTH_NONE;
         if (s->state == ST_AUTH)

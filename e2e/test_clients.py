@@ -171,7 +171,7 @@ def test_msmtp_logs_in(start_server, tmp_path, mech):
     assert b"Subject: msmtp test" in msg
 
 
-# ---- Python's smtplib --------------------------------------------------------
+# ---- Python's smtplib ---------------------------------------------------
 
 def test_smtplib_sendmail(server):
     with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as s:

@@ -101,6 +101,7 @@ def test_client_that_never_reads_does_not_block_others(server, connect):
     assert sent[0] < 2000, "the server swallowed all the hog sent"
     hog.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                         struct.pack("ii", 1, 0))
+    hog.sock.shutdown(socket.SHUT_RDWR)    # wakes the blocked sendall
     hog.close()
     t.join(30)
     assert server.proc.poll() is None
@@ -151,3 +152,54 @@ def test_connections_dropped_at_once_do_not_hurt(server, connect):
         s.close()
     c = greeted(connect, server)
     queue_id(send_mail(c, "a@b.test", ["postmaster@localhost"], BODY % 3))
+
+
+def raise_own_fd_limit(want):
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < want:
+        if hard != resource.RLIM_INFINITY and hard < want:
+            pytest.skip("open-files hard limit %d < %d" % (hard, want))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+@pytest.mark.slow
+def test_more_clients_than_fd_setsize(server, connect):
+    """1100 clients at once: past FD_SETSIZE (1024) a select() build must
+    refuse politely with 421 4.3.2; epoll takes them all. Never a crash."""
+    n = 1100
+    raise_own_fd_limit(n + 200)
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", server.port), 30)
+            s.settimeout(30)
+            socks.append(s)
+        greetings = []
+        for s in socks:
+            data = b""
+            while b"\r\n" not in data:
+                chunk = s.recv(512)
+                if not chunk:
+                    break
+                data += chunk
+            greetings.append(data.decode("latin-1"))
+        ok = sum(g.startswith("220 ") for g in greetings)
+        refused = sum(g.startswith("421 4.3.2") for g in greetings)
+        assert ok + refused == n, [g for g in greetings
+                                   if not g.startswith(("220 ", "421 "))][:3]
+        assert ok >= 900, (ok, refused)
+        assert server.proc.poll() is None
+    finally:
+        for s in socks:
+            s.close()
+    deadline = time.monotonic() + 20
+    while True:
+        c = connect(server.port)
+        if c.reply_line().startswith("220"):
+            break
+        assert time.monotonic() < deadline, "never free again"
+        time.sleep(0.2)
+    c.send("EHLO x.test\r\n")
+    assert c.reply()[0] == 250
+    queue_id(send_mail(c, "a@b.test", ["postmaster@localhost"], BODY % 4))

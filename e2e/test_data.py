@@ -220,4 +220,5 @@ def test_data_then_commands_in_one_send(server, connect):
     queue_id(c.reply_line())
     assert c.reply_line().startswith("250 2.0.0")
     assert c.reply_line().startswith("221 2.0.0")
-    assert strip_trace(only_file(server, "postmaster")[1]) == HEAD + b"body\r\n"
+    stored = strip_trace(only_file(server, "postmaster")[1])
+    assert stored == HEAD + b"body\r\n"

@@ -45,7 +45,8 @@ def test_maildir_file_name(server, connect):
     m = re.match(r"^(\d+)\.(.+)\.([^.,/]+[^,/]*),S=(\d+)$", path.name)
     assert m, path.name
     assert abs(int(m.group(1)) - time.time()) < 3600, path.name
-    assert qid in path.name[len(m.group(1)):], path.name
+    # "<sec>.<ID>.<host>": the queue ID is the Maildir unique part
+    assert path.name.split(".", 1)[1].startswith(qid + "."), path.name
     assert int(m.group(4)) == len(data) == path.stat().st_size
     assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, oct(
         path.stat().st_mode)
@@ -177,7 +178,8 @@ def test_stale_tmp_files_are_swept_at_start(start_server, tmp_path):
     assert fresh.exists() and kept.exists()
 
 
-@pytest.mark.parametrize("sender", ["", "a@b.test", "first.last+tag@sub.b.test"])
+@pytest.mark.parametrize("sender", ["", "a@b.test",
+                                    "first.last+tag@sub.b.test"])
 def test_return_path_is_the_sender(server, connect, sender):
     c = greeted(connect, server)
     queue_id(send_mail(c, sender, ["postmaster@localhost"], BODY))
@@ -204,5 +206,61 @@ def test_messages_from_two_sessions_both_land(server, connect):
     for f in files:
         _, fields, msg = parse_trace(f.read_bytes())
         got[fields["id"]] = msg
-    assert got == {qa: b"Subject: A\r\n\r\nfrom a, part 1\r\nfrom a, part 2\r\n",
-                   qb: b"Subject: B\r\n\r\nfrom b\r\n"}
+    assert got == {
+        qa: b"Subject: A\r\n\r\nfrom a, part 1\r\nfrom a, part 2\r\n",
+        qb: b"Subject: B\r\n\r\nfrom b\r\n"}
+
+
+BREAKS = {"alice-new": [("alice", "new")],
+          "every-tmp": [("postmaster", "tmp"), ("alice", "tmp")]}
+
+
+def break_dirs(dirs):
+    for d in dirs:
+        os.rename(d, d.with_name(d.name + ".away"))
+        d.write_text("not a directory")
+
+
+@pytest.mark.parametrize("which", sorted(BREAKS))
+def test_failed_delivery_leaves_nothing_anywhere(start_server, connect,
+                                                 which):
+    """Maildirs break during the transaction (new/ while the body streams,
+    tmp/ before DATA since the body goes to disk as it comes): 451 (or
+    452), nothing in any new/ or tmp/, and the session goes on."""
+    srv = start_server("-u", "alice:x")
+    c = greeted(connect, srv)
+    c.cmd("MAIL FROM:<a@b.test>")
+    assert c.cmd("RCPT TO:<postmaster@localhost>").startswith("250 2.1.5")
+    assert c.cmd("RCPT TO:<alice@localhost>").startswith("250 2.1.5")
+    dirs = [srv.root / user / sub for user, sub in BREAKS[which]]
+    if which == "every-tmp":
+        break_dirs(dirs)
+    reply = c.cmd("DATA")
+    if reply.startswith("354"):
+        c.send(BODY)
+        if which == "alice-new":
+            break_dirs(dirs)
+        c.send(b".\r\n")
+        reply = c.reply_line()
+    if reply.startswith("250"):
+        if any(any(d.with_name(d.name + ".away").iterdir()) for d in dirs):
+            pytest.skip("the server keeps directory handles open")
+        if which == "every-tmp":
+            pytest.skip("the server stages messages outside tmp/")
+    assert reply[:9] in ("451 4.3.0", "452 4.3.1"), reply
+    for user in ("postmaster", "alice"):
+        for sub in ("new", "tmp"):
+            d = srv.root / user / sub
+            if d.is_dir():
+                assert list(d.iterdir()) == [], d
+    for d in dirs:
+        away = d.with_name(d.name + ".away")
+        assert list(away.iterdir()) == [], away
+        d.unlink()
+        os.rename(away, d)
+    assert c.cmd("NOOP").startswith("250 2.0.0")
+    assert c.cmd("RSET").startswith("250 2.0.0")
+    queue_id(send_mail(c, "a@b.test", ["postmaster@localhost",
+                                       "alice@localhost"], BODY))
+    assert len(srv.new_files("postmaster")) == 1
+    assert len(srv.new_files("alice")) == 1

@@ -157,7 +157,8 @@ def test_bad_mail_arguments(server, connect, line):
     assert c.cmd("MAIL FROM:<a@b.test>").startswith("250 2.1.0")
 
 
-@pytest.mark.parametrize("line", ["RCPT", "RCPT TO", "RCPT FROM:<x@localhost>"])
+@pytest.mark.parametrize("line", ["RCPT", "RCPT TO",
+                                  "RCPT FROM:<x@localhost>"])
 def test_bad_rcpt_arguments(server, connect, line):
     c = greeted(connect, server)
     c.cmd("MAIL FROM:<a@b.test>")
@@ -267,3 +268,10 @@ def test_no_reply_to_a_partial_command(server, connect):
     assert no_reply(c, 1.0)
     c.send("P\r\n")
     assert c.reply_line().startswith("250 2.0.0")
+
+
+def test_address_literal_as_helo(server, connect):
+    c = greeted(connect, server, ehlo="[127.0.0.1]")
+    queue_id(send_mail(c, "a@b.test", ["postmaster@localhost"], MSG))
+    _, fields, _ = parse_trace(only_file(server, "postmaster")[1])
+    assert fields["helo"] == "[127.0.0.1]"

@@ -1,0 +1,347 @@
+#!/bin/bash
+# run.sh - the whole benchmark (`make bench`, docs/benchmarks.md): smtpd
+# against a private Postfix under the same smtp-source loads, the disk's
+# fsync ceiling, 10,000 held clients, throughput vs idle clients, and the
+# resident memory of a 100 MB message. Not part of `make test`.
+#
+#   bench/run.sh                  3 runs of everything, medians reported
+#   BENCH_RUNS=5 bench/run.sh     more runs
+#   BENCH_QUICK=1 bench/run.sh    a tenth of the messages, 1 run (smoke test)
+#
+# Results: build/bench/results.md (tables), build/bench/raw.log (every
+# run), build/bench/throughput-vs-clients.png (the curve). Work files go
+# to BENCH_DIR (default /var/tmp: must be a disk, not tmpfs) and are
+# removed at the end. Needs root (Postfix's delivery runs as nobody).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+TOP=$(dirname "$HERE")
+SMTPD=${SMTPD:-$TOP/smtpd}
+OUT=${BENCH_OUT:-$TOP/build/bench}
+RUNS=${BENCH_RUNS:-3}
+SCALE=1
+if [ -n "${BENCH_QUICK:-}" ]; then
+    RUNS=1
+    SCALE=10
+fi
+WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/smtpd-bench.XXXXXX")
+chmod 755 "$WORK"     # Postfix runs as postfix and nobody in there
+PORT=${BENCH_PORT:-$((10000 + $$ % 20000))}   # below the ephemeral ports
+PF_PORT=$((PORT + 1))
+MON_PORT=$((PORT + 2))
+BOXES="u 1u 2u 3u 4u 5u 6u 7u 8u 9u 10u"   # smtp-source -r 10: u, 2u .. 10u
+SRC="smtp-source -f bench@localhost -t u@localhost -M localhost"
+SMTPD_PID=
+LOADGEN_PID=
+RATE=
+PF_DIR=$WORK/postfix
+PF_UP=
+
+log() { echo "$*" | tee -a "$OUT/raw.log" >&2; }
+res() { echo "$*" | tee -a "$OUT/results.md"; }
+
+# ---- tools ------------------------------------------------------------
+
+# Debian's postfix brings smtp-source; installed without starting its
+# daemon (policy-rc.d says no) and left unconfigured.
+install_tools() {
+    local pkgs=""
+    [ -x /usr/sbin/smtp-source ] || pkgs="postfix"
+    command -v gnuplot >/dev/null || pkgs="$pkgs gnuplot-nox"
+    [ -z "$pkgs" ] && return 0
+    log "installing $pkgs"
+    apt-get update -qq
+    local had_policy=
+    [ -e /usr/sbin/policy-rc.d ] && had_policy=1
+    [ -n "$had_policy" ] || { echo 'exit 101' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $pkgs >/dev/null || {
+        [ -n "$had_policy" ] || rm -f /usr/sbin/policy-rc.d
+        return 1
+    }
+    [ -n "$had_policy" ] || rm -f /usr/sbin/policy-rc.d
+}
+
+build_tools() {
+    cc -std=c11 -O2 -D_GNU_SOURCE "$HERE/loadgen.c" -o "$OUT/loadgen"
+    cc -O2 -D_GNU_SOURCE -pthread "$HERE/fsync_ceiling.c" -o "$OUT/fsync_ceiling"
+}
+
+# ---- processes --------------------------------------------------------
+
+cleanup() {
+    [ -n "$LOADGEN_PID" ] && kill "$LOADGEN_PID" 2>/dev/null || true
+    smtpd_stop
+    [ -n "$PF_UP" ] && "$HERE/postfix.sh" stop "$PF_DIR" || true
+    rm -rf "$WORK"
+}
+
+wait_port() {
+    local i
+    for i in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    log "nothing listens on port $1"
+    return 1
+}
+
+# A fresh mailbox root with every box of BOXES, then smtpd on it.
+smtpd_start() {
+    local root=$1 b
+    rm -rf "$root"
+    for b in $BOXES; do mkdir -p "$root/$b/tmp" "$root/$b/new" "$root/$b/cur"; done
+    "$SMTPD" -s "$PORT" -p "$MON_PORT" -a 127.0.0.1 -m 127.0.0.1 -f "$root" \
+        -L warning -l "$WORK/smtpd.log" -c 20000 -z 209715200 -T 900 &
+    SMTPD_PID=$!
+    wait_port "$PORT"
+}
+
+smtpd_stop() {
+    [ -n "$SMTPD_PID" ] || return 0
+    kill "$SMTPD_PID" 2>/dev/null || true
+    wait "$SMTPD_PID" 2>/dev/null || true
+    SMTPD_PID=
+}
+
+rss_kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
+
+# ---- measuring ----------------------------------------------------------
+
+now() { date +%s.%N; }
+count_new() { find "$1" -path '*/new/*' -type f 2>/dev/null | wc -l; }
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { print (NR ? v[int((NR + 1) / 2)] : "n/a") }'; }
+
+# Sends COUNT messages and waits until COUNT*RCPTS files are in new/ under
+# ROOT; sets RATE to messages per second (elapsed until the last file
+# landed). Not run in a subshell, so that the PIDs stay known to cleanup.
+deliver() {
+    local port=$1 root=$2 sessions=$3 size=$4 rcpts=$5 count=$6
+    local want=$((count * rcpts)) t0 t1 got i
+    t0=$(now)
+    timeout 900 $SRC -s "$sessions" -m "$count" -l "$size" -r "$rcpts" "127.0.0.1:$port" \
+        >>"$OUT/raw.log" 2>&1 || { log "smtp-source failed on port $port"; return 1; }
+    for i in $(seq 18000); do
+        got=$(count_new "$root")
+        [ "$got" -ge "$want" ] && break
+        sleep 0.02
+    done
+    t1=$(now)
+    if [ "$got" -ne "$want" ]; then
+        log "port $port: $got files in new/, expected $want"
+        return 1
+    fi
+    RATE=$(awk -v n="$count" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')
+}
+
+smtpd_run() {
+    smtpd_start "$WORK/smtpd-root"
+    deliver "$PORT" "$WORK/smtpd-root" "$@"
+    smtpd_stop
+}
+
+pf_run() {
+    rm -rf "$PF_DIR"/mail/*
+    deliver "$PF_PORT" "$PF_DIR/mail" "$@"
+}
+
+# ---- 1+2: throughput, side by side -------------------------------------
+
+throughput() {
+    local sessions size rcpts count label a b s p i
+    res "## Throughput: smtpd and Postfix, same load, messages/s (median of $RUNS)"
+    res ""
+    res "| load | sessions | messages | smtpd msg/s | Postfix msg/s | smtpd/Postfix |"
+    res "|---|---:|---:|---:|---:|---:|"
+    for spec in "1024 1 1KB" "102400 1 100KB" "1024 10 1KB×10rcpt"; do
+        read -r size rcpts label <<<"$spec"
+        for sessions in 1 16 64; do
+            count=$(( (sessions == 1 ? 1000 : 5000) / (size > 1024 || rcpts > 1 ? 2 : 1) / SCALE ))
+            s="" p=""
+            for i in $(seq "$RUNS"); do
+                smtpd_run "$sessions" "$size" "$rcpts" "$count"
+                a=$RATE
+                pf_run "$sessions" "$size" "$rcpts" "$count"
+                b=$RATE
+                log "throughput $label s=$sessions m=$count run $i: smtpd $a postfix $b"
+                s="$s $a" p="$p $b"
+            done
+            a=$(echo "$s" | median) b=$(echo "$p" | median)
+            res "| $label | $sessions | $count | $a | $b | $(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.1f×", a / b }') |"
+            echo "$label $sessions $a $b" >>"$OUT/throughput.dat"
+        done
+    done
+    res ""
+    res "Command: \`smtp-source -s SESSIONS -m MESSAGES -l SIZE -r RCPTS -f bench@localhost -t u@localhost -M localhost 127.0.0.1:PORT\`, one connection per message, timed until the last file is in \`new/\` (files counted = messages × recipients)."
+    res ""
+}
+
+# ---- 3: the disk's ceiling ----------------------------------------------
+
+ceiling() {
+    local i one="" two="" grp=""
+    for i in $(seq "$RUNS"); do
+        "$OUT/fsync_ceiling" "$WORK" $((2000 / SCALE)) 1024 >"$WORK/ceiling.out"
+        cat "$WORK/ceiling.out" >>"$OUT/raw.log"
+        one="$one $(awk '/^\(a\)/ { print $(NF-5) }' "$WORK/ceiling.out")"
+        two="$two $(awk '/^\(b\)/ { print $(NF-5) }' "$WORK/ceiling.out")"
+        grp="$grp $(awk '/^\(c\)/ { print $(NF-5) }' "$WORK/ceiling.out")"
+    done
+    res "## Disk ceiling, same filesystem (median of $RUNS)"
+    res ""
+    res "| method | files/s |"
+    res "|---|---:|"
+    res "| create+write 1 KB+fsync+rename+fsync(dir), 1 thread | $(echo "$one" | median) |"
+    res "| the same, 2 threads, 2 Maildirs | $(echo "$two" | median) |"
+    res "| batches of 64: write, syncfs, rename, syncfs | $(echo "$grp" | median) |"
+    res ""
+    res "Command: \`build/bench/fsync_ceiling $WORK $((2000 / SCALE)) 1024\`"
+    res ""
+    echo "$(echo "$one" | median) $(echo "$two" | median)" >"$OUT/ceiling.dat"
+}
+
+# ---- 4: held clients ------------------------------------------------------
+
+# Starts loadgen holding N clients; waits for READY. Output in $WORK/lg.out.
+loadgen_start() {
+    local i
+    "$OUT/loadgen" -p "$PORT" -n "$1" -t 900 ${2:-} >"$WORK/lg.out" 2>&1 &
+    LOADGEN_PID=$!
+    for i in $(seq 1200); do
+        grep -q READY "$WORK/lg.out" && break
+        kill -0 "$LOADGEN_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    grep -q "greeted=$1 failed=0" "$WORK/lg.out" || { log "loadgen: $(cat "$WORK/lg.out")"; return 1; }
+}
+
+loadgen_stop() {
+    kill "$LOADGEN_PID" 2>/dev/null || true
+    wait "$LOADGEN_PID" 2>/dev/null || true
+    LOADGEN_PID=
+}
+
+held_clients() {
+    local n=$((10000 / SCALE)) i before after ms per msl="" perl="" conl=""
+    for i in $(seq "$RUNS"); do
+        smtpd_start "$WORK/smtpd-root"
+        sleep 0.2
+        before=$(rss_kib "$SMTPD_PID" VmRSS)
+        loadgen_start "$n" -P
+        after=$(rss_kib "$SMTPD_PID" VmRSS)
+        ms=$(sed -n 's/^probe_ms=\([0-9.]*\).*/\1/p' "$WORK/lg.out")
+        per=$(awk -v a="$after" -v b="$before" -v n="$n" 'BEGIN { printf "%.2f", (a - b) / n }')
+        log "held $n run $i: $(tr '\n' ' ' <"$WORK/lg.out") rss $before -> $after KiB"
+        loadgen_stop
+        smtpd_stop
+        msl="$msl $ms" perl="$perl $per"
+        conl="$conl $(sed -n 's/.*connect_s=\([0-9.]*\).*/\1/p' "$WORK/lg.out")"
+    done
+    res "## $n clients held (median of $RUNS)"
+    res ""
+    res "| all greeted | time to connect+greet all (s) | one more client: EHLO..QUIT (ms) | smtpd RSS per held client (KiB) |"
+    res "|---|---:|---:|---:|"
+    res "| yes | $(echo "$conl" | median) | $(echo "$msl" | median) | $(echo "$perl" | median) |"
+    res ""
+    res "Command: \`build/bench/loadgen -p PORT -n $n -P\` against a fresh \`smtpd -c 20000\`; RSS is VmRSS from /proc/PID/status before and after."
+    res ""
+}
+
+# Delivered messages/s from 16 sessions while N idle clients are held.
+curve() {
+    local n i r rates m=$((5000 / SCALE))
+    res "## Throughput vs idle clients held (16 sessions, 1 KB, median of $RUNS)"
+    res ""
+    res "| idle clients | smtpd msg/s |"
+    res "|---:|---:|"
+    : >"$OUT/curve.dat"
+    for n in 0 10 100 1000 5000 10000; do
+        [ "$n" -le $((10000 / SCALE)) ] || continue
+        rates=""
+        for i in $(seq "$RUNS"); do
+            smtpd_start "$WORK/smtpd-root"
+            [ "$n" -eq 0 ] || loadgen_start "$n"
+            deliver "$PORT" "$WORK/smtpd-root" 16 1024 1 "$m"
+            r=$RATE
+            [ "$n" -eq 0 ] || loadgen_stop
+            smtpd_stop
+            log "curve idle=$n run $i: $r"
+            rates="$rates $r"
+        done
+        res "| $n | $(echo "$rates" | median) |"
+        echo "$n $(echo "$rates" | median)" >>"$OUT/curve.dat"
+    done
+    res ""
+    res "Command: \`build/bench/loadgen -p PORT -n N\` holding, then \`smtp-source -s 16 -m $m -l 1024 ...\`."
+    res ""
+    if command -v gnuplot >/dev/null; then
+        gnuplot -e "datafile='$OUT/curve.dat'; outfile='$OUT/throughput-vs-clients.png'" \
+            "$HERE/plot.gp" || log "gnuplot failed"
+    fi
+}
+
+# ---- 5: a 100 MB message ---------------------------------------------------
+
+large_message() {
+    local i before hwm peak rss growths="" size=$((104857600 / SCALE))
+    for i in $(seq "$RUNS"); do
+        smtpd_start "$WORK/smtpd-root"
+        deliver "$PORT" "$WORK/smtpd-root" 1 1024 1 1   # warm-up
+        before=$(rss_kib "$SMTPD_PID" VmRSS)
+        peak=$before
+        $SRC -s 1 -m 1 -l "$size" "127.0.0.1:$PORT" >>"$OUT/raw.log" 2>&1 &
+        local src=$!
+        while kill -0 "$src" 2>/dev/null; do
+            rss=$(rss_kib "$SMTPD_PID" VmRSS)
+            [ "$rss" -gt "$peak" ] && peak=$rss
+            sleep 0.01
+        done
+        wait "$src" || { log "100 MB message failed"; return 1; }
+        hwm=$(rss_kib "$SMTPD_PID" VmHWM)
+        [ "$hwm" -gt "$peak" ] && peak=$hwm
+        [ "$(count_new "$WORK/smtpd-root")" -eq 2 ] || { log "100 MB message not in new/"; return 1; }
+        smtpd_stop
+        log "large run $i: rss before $before KiB, peak (VmHWM) $peak KiB"
+        growths="$growths $((peak - before))"
+    done
+    res "## One $((size / 1048576)) MB message, smtpd resident memory (median of $RUNS)"
+    res ""
+    res "| RSS growth, peak (VmHWM) minus RSS before (KiB) |"
+    res "|---:|"
+    res "| $(echo "$growths" | median) |"
+    res ""
+    res "Command: \`smtp-source -s 1 -m 1 -l $size ...\` after a 1 KB warm-up message; VmRSS sampled every 10 ms and VmHWM read at the end."
+    res ""
+}
+
+machine() {
+    res "# smtpd benchmark results"
+    res ""
+    res "Machine: $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) memory, kernel $(uname -r), filesystem $(df -T "$WORK" | awk 'NR == 2 { print $2 " on " $1 }'), $(postconf -dh mail_version 2>/dev/null | sed 's/^/Postfix /'), $(date -u +%Y-%m-%d)."
+    res ""
+}
+
+main() {
+    [ "$(id -u)" -eq 0 ] || { echo "run.sh: needs root (Postfix delivery)" >&2; exit 1; }
+    [ -x "$SMTPD" ] || { echo "run.sh: build smtpd first (make)" >&2; exit 1; }
+    mkdir -p "$OUT"
+    : >"$OUT/raw.log"
+    : >"$OUT/results.md"
+    : >"$OUT/throughput.dat"
+    trap cleanup EXIT
+    ulimit -n "$(ulimit -Hn)"
+    install_tools
+    build_tools
+    machine
+    "$HERE/postfix.sh" start "$PF_DIR" "$PF_PORT" localhost $BOXES
+    PF_UP=1
+    throughput
+    "$HERE/postfix.sh" stop "$PF_DIR"
+    PF_UP=
+    ceiling
+    held_clients
+    curve
+    large_message
+    log "results in $OUT/results.md"
+}
+
+main "$@"

@@ -1,0 +1,384 @@
+"""Faults (SPEC 5, 6; docs/reliability.md): a disk that fills up or fails
+gives 452 4.3.1 / 451 4.3.0 and leaves nothing in any new/ or tmp/; out
+of descriptors, new clients get 421 instead of hanging and the server
+recovers when they leave; a filter that crashes, hangs or floods its
+output changes nothing for the other clients.
+
+Disk faults come from tests/faultshim.c, an LD_PRELOAD library built here
+that fails write/fsync/syncfs/link only on files under the mailbox root,
+and only while an "arm" file exists, so the same server first proves it
+works, then fails, then works again.  A real full disk (a 1 MiB tmpfs) is
+tried too when we may mount one.
+"""
+import contextlib
+import os
+import pathlib
+import resource
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import SANITIZED, greeted, queue_id, send_mail
+
+HERE = pathlib.Path(__file__).resolve().parent
+SHIM_SRC = HERE.parent / "tests" / "faultshim.c"
+BODY = b"Subject: fault test\r\n\r\n" + b"0123456789abcdef" * 4096 + b"\r\nEND\r\n"
+
+
+@pytest.fixture(scope="module")
+def shim(tmp_path_factory):
+    """Path of the built faultshim.so (skips when no C compiler)."""
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        pytest.skip("no C compiler to build tests/faultshim.c")
+    out = tmp_path_factory.mktemp("shim") / "faultshim.so"
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(out), str(SHIM_SRC),
+                    "-ldl"], check=True, timeout=60)
+    return out
+
+
+def shim_env(shim, root, arm, **faults):
+    env = {"LD_PRELOAD": str(shim), "FAULT_ROOT": str(root),
+           "FAULT_ARM": str(arm)}
+    if SANITIZED:   # the shim comes before the ASan runtime in the list
+        env["ASAN_OPTIONS"] = (os.environ.get("ASAN_OPTIONS", "")
+                               + ":verify_asan_link_order=0").lstrip(":")
+    env.update({k: str(v) for k, v in faults.items()})
+    return env
+
+
+def spool_files(srv):
+    """Every file in any mailbox's new/ or tmp/."""
+    return sorted(srv.root.glob("*/new/*")) + sorted(srv.root.glob("*/tmp/*"))
+
+
+def transaction(client, rcpts, body=BODY):
+    """MAIL, RCPTs, DATA, body: the reply to DATA if it was not 354, else
+    the reply after the final dot."""
+    assert client.cmd("MAIL FROM:<a@b.test>").startswith("250 ")
+    for r in rcpts:
+        assert client.cmd("RCPT TO:<%s>" % r).startswith("250 ")
+    line = client.cmd("DATA")
+    if not line.startswith("354"):
+        return line
+    client.send(body + b".\r\n")
+    return client.reply_line()
+
+
+class FaultServer:
+    """A server under the shim, faults off until arm() is called."""
+
+    def __init__(self, start_server, shim, tmp_path, *args, **faults):
+        self.arm_file = tmp_path / "arm"
+        root = tmp_path / "mail"
+        self.srv = start_server("-u", "alice:pw", *args,
+                                env=shim_env(shim, root, self.arm_file,
+                                             FAULT_LOG=tmp_path / "faults.log",
+                                             **faults))
+
+    def arm(self):
+        self.arm_file.write_text("on")
+
+    def disarm(self):
+        self.arm_file.unlink()
+
+
+def check_fault(start_server, connect, shim, tmp_path, rcpts, expect,
+                **faults):
+    """Works before, fails as expected while armed leaving nothing, works
+    again after, on the same connection."""
+    fs = FaultServer(start_server, shim, tmp_path, **faults)
+    srv = fs.srv
+    c = greeted(connect, srv)
+    queue_id(transaction(c, rcpts))
+    before = spool_files(srv)
+    assert len(before) == len(set(rcpts))
+    fs.arm()
+    line = transaction(c, rcpts)
+    assert line.startswith(expect), line
+    fs.disarm()
+    assert spool_files(srv) == before
+    assert c.cmd("RSET").startswith("250")
+    queue_id(transaction(c, rcpts))
+    assert len(spool_files(srv)) == 2 * len(set(rcpts))
+    assert c.cmd("QUIT").startswith("221")
+    return srv
+
+
+# ---- the disk -------------------------------------------------------------
+
+def test_disk_full_in_the_middle_of_the_body(start_server, connect, shim,
+                                             tmp_path):
+    srv = check_fault(start_server, connect, shim, tmp_path,
+                      ["postmaster@localhost"], "452 4.3.1",
+                      FAULT_WRITE_AFTER=4096)
+    assert "No space left" in srv.log_text()
+
+
+def test_disk_full_at_the_first_byte(start_server, connect, shim, tmp_path):
+    """The trace headers are written at DATA: the 452 may come there."""
+    check_fault(start_server, connect, shim, tmp_path,
+                ["postmaster@localhost", "alice@localhost"], "452 4.3.1",
+                FAULT_WRITE_AFTER=0)
+
+
+def test_write_error_gives_451(start_server, connect, shim, tmp_path):
+    check_fault(start_server, connect, shim, tmp_path,
+                ["postmaster@localhost"], "451 4.3.0",
+                FAULT_WRITE_AFTER=20000, FAULT_WRITE_ERRNO="EIO")
+
+
+def test_fsync_and_syncfs_failing_give_451(start_server, connect, shim,
+                                           tmp_path):
+    check_fault(start_server, connect, shim, tmp_path,
+                ["postmaster@localhost", "alice@localhost"], "451 4.3.0",
+                FAULT_SYNCFS=1, FAULT_FSYNC=1)
+
+
+def test_directory_fsync_failing_removes_the_links(start_server, connect,
+                                                   shim, tmp_path):
+    """The files were linked into both new/ before the directory sync
+    failed: the links must go again."""
+    check_fault(start_server, connect, shim, tmp_path,
+                ["postmaster@localhost", "alice@localhost"], "451 4.3.0",
+                FAULT_SYNCFS=1, FAULT_FSYNC_DIR=1)
+
+
+def test_second_link_failing_removes_the_first(start_server, connect, shim,
+                                               tmp_path):
+    check_fault(start_server, connect, shim, tmp_path,
+                ["postmaster@localhost", "alice@localhost"], "452 4.3.1",
+                FAULT_LINK_AFTER=1)
+
+
+def test_syncfs_failing_alone_falls_back_to_fsync(start_server, connect,
+                                                  shim, tmp_path):
+    """syncfs may fail for someone else's file; fsync of ours then decides."""
+    fs = FaultServer(start_server, shim, tmp_path, FAULT_SYNCFS=1)
+    fs.arm()
+    c = greeted(connect, fs.srv)
+    queue_id(transaction(c, ["postmaster@localhost", "alice@localhost"]))
+    assert len(fs.srv.new_files("postmaster")) == 1
+    assert len(fs.srv.new_files("alice")) == 1
+    assert "syncfs" in (tmp_path / "faults.log").read_text()
+
+
+def test_concurrent_clients_during_disk_full(start_server, connect, shim,
+                                             tmp_path):
+    """Ten clients fail together while the disk is full; none hangs, none
+    leaves a file, and all of them deliver once there is room again."""
+    fs = FaultServer(start_server, shim, tmp_path, FAULT_WRITE_AFTER=1000)
+    clients = [greeted(connect, fs.srv) for _ in range(10)]
+    fs.arm()
+    for c in clients:
+        assert c.cmd("MAIL FROM:<a@b.test>").startswith("250")
+        assert c.cmd("RCPT TO:<alice@localhost>").startswith("250")
+        c.send("DATA\r\n")
+    replies = []
+    for c in clients:
+        line = c.reply_line()
+        if line.startswith("354"):
+            c.send(BODY + b".\r\n")
+            line = c.reply_line()
+        replies.append(line)
+    assert all(r.startswith("452 4.3.1") for r in replies), replies
+    assert spool_files(fs.srv) == []
+    fs.disarm()
+    for c in clients:
+        queue_id(transaction(c, ["alice@localhost"]))
+    assert len(fs.srv.new_files("alice")) == 10
+
+
+def can_mount_tmpfs(where):
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs",
+                        str(where)], capture_output=True, timeout=10)
+    return r.returncode == 0
+
+
+def test_real_full_tmpfs(start_server, connect, tmp_path):
+    """A real full disk: a 1 MiB tmpfs as the mailbox root, a 2 MB message."""
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    if not can_mount_tmpfs(mnt):
+        pytest.skip("cannot mount a tmpfs here (needs root and the right)")
+    try:
+        srv = start_server(root=mnt / "mail")
+        c = greeted(connect, srv)
+        big = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 2000
+        line = transaction(c, ["postmaster@localhost"], big)
+        assert line.startswith("452 4.3.1"), line
+        assert spool_files(srv) == []
+        queue_id(transaction(c, ["postmaster@localhost"]))
+        assert len(srv.new_files("postmaster")) == 1
+        assert c.cmd("QUIT").startswith("221")
+        c.close()
+        assert srv.stop() == 0
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], timeout=10)
+
+
+# ---- descriptors ----------------------------------------------------------
+
+def low_nofile():
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+
+@contextlib.contextmanager
+def popen_with(preexec_fn):
+    """The fixture's Server calls subprocess.Popen: give it a preexec_fn."""
+    real = subprocess.Popen
+
+    def popen(*a, **kw):
+        kw["preexec_fn"] = preexec_fn
+        return real(*a, **kw)
+    subprocess.Popen = popen
+    try:
+        yield
+    finally:
+        subprocess.Popen = real
+
+
+def first_reply(sock, timeout):
+    """The first line the server sends, b"" on EOF/reset, None on silence."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while b"\r\n" not in data:
+            chunk = sock.recv(512)
+            if not chunk:
+                break
+            data += chunk
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    except socket.timeout:
+        return None if not data else data
+    return data
+
+
+def test_out_of_descriptors_refuses_with_421_and_recovers(start_server,
+                                                          connect):
+    with popen_with(low_nofile):
+        srv = start_server()
+    limits = pathlib.Path("/proc/%d/limits" % srv.pid).read_text()
+    assert any(l.startswith("Max open files") and l.split()[3] == "64"
+               for l in limits.splitlines()), limits
+    socks, greeted_n, refused_n = [], 0, 0
+    try:
+        for _ in range(100):
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            socks.append(s)
+            first = first_reply(s, 5)
+            assert first is not None, "client %d left hanging" % len(socks)
+            if first.startswith(b"220 "):
+                greeted_n += 1
+            else:
+                assert first == b"" or first.startswith(b"421 4.3.2"), first
+                refused_n += 1
+        assert greeted_n >= 30 and refused_n >= 20, (greeted_n, refused_n)
+        print("fd limit 64: %d clients served, %d refused"
+              % (greeted_n, refused_n))
+    finally:
+        for s in socks:
+            s.close()
+    assert srv.proc.poll() is None
+    deadline = time.monotonic() + 10
+    while True:     # the server notices the closes; then there is room
+        c = connect(srv.port)
+        if c.reply_line().startswith("220 "):
+            break
+        c.close()
+        assert time.monotonic() < deadline, "no room again after the flood"
+        time.sleep(0.1)
+    c.send("EHLO client.test\r\n")
+    assert c.reply()[0] == 250
+    queue_id(send_mail(c, "a@b.test", ["postmaster@localhost"], BODY))
+    assert c.cmd("QUIT").startswith("221")
+    assert "out of descriptors" in srv.log_text() \
+        or "refused a client" in srv.log_text()
+
+
+# ---- filters ---------------------------------------------------------------
+
+FILTER = r"""
+case "$SMTPD_SENDER" in
+crash@*) cat >/dev/null; kill -SEGV $$ ;;
+hang@*)  exec sleep 60 ;;
+flood@*) cat >/dev/null; yes | head -c 20000000 ;;
+*)       exec cat ;;
+esac
+"""
+
+
+def hostile_transaction(port, sender, out):
+    from conftest import Client
+    c = Client(port, timeout=30)
+    try:
+        c.greet()
+        t0 = time.monotonic()
+        out[sender] = (send_mail(c, sender, ["postmaster@localhost"],
+                                 b"Subject: hostile\r\n\r\nx\r\n"),
+                       time.monotonic() - t0)
+        c.cmd("QUIT")
+    except Exception as e:      # reported by the assertions below
+        out[sender] = (repr(e), 0)
+    finally:
+        c.close()
+
+
+def children_of(pid):
+    """pids whose parent is pid (zombies included: they are unreaped)."""
+    kids = []
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if int(text[text.rfind(")") + 2:].split()[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+@pytest.mark.parametrize("kind", ["crash", "hang", "flood"])
+def test_misbehaving_filter_does_not_touch_other_clients(start_server,
+                                                         connect, tmp_path,
+                                                         kind):
+    script = tmp_path / "filter.sh"
+    script.write_text(FILTER)
+    srv = start_server("-t", "sh %s" % script, "-T", "2")
+    out = {}
+    t = threading.Thread(target=hostile_transaction,
+                         args=(srv.port, "%s@evil.test" % kind, out))
+    t.start()
+    time.sleep(0.3)                 # the filter is running now
+    c = greeted(connect, srv)
+    t0 = time.monotonic()
+    qid = queue_id(send_mail(c, "good@b.test", ["postmaster@localhost"],
+                             b"Subject: good\r\n\r\ngood\r\n"))
+    took = time.monotonic() - t0
+    assert c.cmd("QUIT").startswith("221")
+    t.join(30)
+    assert not t.is_alive()
+    line, hostile_took = out["%s@evil.test" % kind]
+    print("%s filter: %r after %.2f s; the good client waited %.3f s"
+          % (kind, line, hostile_took, took))
+    if kind == "flood":
+        assert line[:3] in ("250", "451", "452", "552"), line
+    else:
+        assert line.startswith("451 4.3.0"), line
+    # the good one did not wait for the bad one
+    assert took < 1.5, (took, hostile_took)
+    goods = [f for f in srv.new_files("postmaster") if qid in f.name]
+    assert len(goods) == 1 and b"\r\n\r\ngood\r\n" in goods[0].read_bytes()
+    if kind == "hang":
+        assert hostile_took >= 1.5, hostile_took
+    deadline = time.monotonic() + 5     # killed (whole group) and reaped
+    while children_of(srv.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert children_of(srv.pid) == []
+    assert not list(srv.root.glob("*/tmp/*")), list(srv.root.glob("*/tmp/*"))
