@@ -92,7 +92,7 @@ test: test-deps all unit e2e-epoll e2e-select e2e-asan
 # ---- fuzzing (clang + libFuzzer; docs/reliability.md) -----------------
 FUZZ_CC    ?= clang
 FUZZ_FLAGS  = -std=c11 -D_GNU_SOURCE -Iinclude -g -O1 \
-              -fsanitize=fuzzer,address,undefined
+              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_TIME  ?= 60
 
 build/fuzz/fuzz_parser: fuzz/fuzz_parser.c parser.c auth.c $(wildcard include/*.h)

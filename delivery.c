@@ -216,10 +216,17 @@ static void delivery_filtered(void *data, bool ok, const char *reason)
     s->transform = NULL;
     maildir_msg_abort(&s->msg);         /* the original is not needed now */
     struct stat st;
-    if (!ok || fstat(s->filtered.fd, &st) < 0) {
+    if (ok && fstat(s->filtered.fd, &st) < 0) {
+        ok = false;
+        reason = strerror(errno);
+    } else if (ok && (uint64_t)st.st_size > session_env.cfg->max_size + TRANSFORM_HEADROOM) {
+        ok = false;     /* RLIMIT_FSIZE may act a little late: check exactly */
+        reason = "output larger than the size limit";
+    }
+    if (!ok) {
         stats.transform_failures++;
         log_warn("%s:%u filter failed for %s: %s", s->ip, s->port,
-                 s->filtered.id, ok ? strerror(errno) : reason);
+                 s->filtered.id, reason);
         delivery_log(s, s->filtered.id, 0, "filter-failed");
         maildir_msg_abort(&s->filtered);
         delivery_finish(s, R_LOCAL_ERROR, NULL);

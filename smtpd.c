@@ -255,6 +255,7 @@ int main(int argc, char **argv)
     stats_init();
     signals_install();
     transform_configure(cfg.transform_cmd, cfg.timeout_s);
+    transform_limit_output(cfg.max_size + TRANSFORM_HEADROOM);
 
     struct selector *sel = selector_new(raise_fd_limit());
     struct committer *c = sel ? committer_new(cfg.root) : NULL;

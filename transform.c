@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,6 +37,7 @@ struct transform {
 
 static char *transform_cmd;         /* NULL: no -t */
 static unsigned transform_timeout_s;
+static uint64_t transform_output_max;   /* RLIMIT_FSIZE of a child; 0: none */
 static bool transform_on;
 static struct transform *transform_runs;
 static unsigned transform_nruns;
@@ -57,6 +59,25 @@ void transform_configure(const char *cmd, unsigned timeout_s)
         log_error("transform: out of memory, transformations disabled");
     transform_timeout_s = timeout_s;
     transform_on = transform_cmd != NULL;
+}
+
+void transform_limit_output(uint64_t bytes)
+{
+    transform_output_max = bytes;
+}
+
+/* A filter that never stops writing would fill the disk until -T; with
+ * RLIMIT_FSIZE the kernel stops it (SIGXFSZ) at the limit instead. Set
+ * just after the spawn, so a child could write a little before it takes
+ * effect; the caller checks the output's size exactly afterwards. */
+static void transform_apply_limit(pid_t pid)
+{
+    if (transform_output_max == 0)
+        return;
+    struct rlimit rl = { transform_output_max, transform_output_max };
+    if (prlimit(pid, RLIMIT_FSIZE, &rl, NULL) < 0)
+        log_warn("transform: cannot limit the output of pid %d: %s",
+                 (int)pid, strerror(errno));
 }
 
 bool transform_available(void)
@@ -348,6 +369,7 @@ struct transform *transform_start(struct selector *s, int in_fd, int out_fd,
         errno = err;
         return NULL;
     }
+    transform_apply_limit(t->pid);
     transform_list_add(t);
     if (transform_timeout_s > 0)
         selector_timer_set(s, &t->timer, (uint64_t)transform_timeout_s * 1000);

@@ -34,6 +34,8 @@ SRC="smtp-source -f bench@localhost -t u@localhost -M localhost"
 SMTPD_PID=
 LOADGEN_PID=
 RATE=
+ROOT=
+NOISE_PID=
 PF_DIR=$WORK/postfix
 PF_UP=
 
@@ -70,6 +72,7 @@ build_tools() {
 
 cleanup() {
     [ -n "$LOADGEN_PID" ] && kill "$LOADGEN_PID" 2>/dev/null || true
+    [ -n "$NOISE_PID" ] && noise_stop
     smtpd_stop
     [ -n "$PF_UP" ] && "$HERE/postfix.sh" stop "$PF_DIR" || true
     rm -rf "$WORK"
@@ -85,10 +88,18 @@ wait_port() {
     return 1
 }
 
-# A fresh mailbox root with every box of BOXES, then smtpd on it.
+# A fresh mailbox root with every box of BOXES, then smtpd on it. Old
+# roots stay until the end: deleting thousands of files just before a run
+# makes ext4's inode allocator skip the recently deleted inodes one by one
+# (recently_deleted(), up to a third of smtpd's CPU time in perf).
+ROOT_SEQ=0
+new_root() {
+    ROOT_SEQ=$((ROOT_SEQ + 1))
+    ROOT=$WORK/smtpd-root.$ROOT_SEQ
+}
+
 smtpd_start() {
     local root=$1 b
-    rm -rf "$root"
     for b in $BOXES; do mkdir -p "$root/$b/tmp" "$root/$b/new" "$root/$b/cur"; done
     "$SMTPD" -s "$PORT" -p "$MON_PORT" -a 127.0.0.1 -m 127.0.0.1 -f "$root" \
         -L warning -l "$WORK/smtpd.log" -c 20000 -z 209715200 -T 900 &
@@ -134,13 +145,19 @@ deliver() {
 }
 
 smtpd_run() {
-    smtpd_start "$WORK/smtpd-root"
-    deliver "$PORT" "$WORK/smtpd-root" "$@"
+    new_root
+    smtpd_start "$ROOT"
+    deliver "$PORT" "$ROOT" "$@"
     smtpd_stop
 }
 
+# Postfix's virtual agent makes the Maildirs on first delivery: a fresh,
+# empty base per run (the old one moved aside, not deleted; see new_root).
 pf_run() {
-    rm -rf "$PF_DIR"/mail/*
+    ROOT_SEQ=$((ROOT_SEQ + 1))
+    mv "$PF_DIR/mail" "$PF_DIR/mail.$ROOT_SEQ"
+    mkdir "$PF_DIR/mail"
+    chown nobody:nogroup "$PF_DIR/mail"
     deliver "$PF_PORT" "$PF_DIR/mail" "$@"
 }
 
@@ -172,6 +189,83 @@ throughput() {
     done
     res ""
     res "Command: \`smtp-source -s SESSIONS -m MESSAGES -l SIZE -r RCPTS -f bench@localhost -t u@localhost -M localhost 127.0.0.1:PORT\`, one connection per message, timed until the last file is in \`new/\` (files counted = messages × recipients)."
+    res ""
+}
+
+# The load generator's own ceiling: Postfix's smtp-sink stores nothing.
+sink() {
+    local sessions i t0 t1 rates pid m=$((5000 / SCALE)) port=$((PORT + 3))
+    res "## Load generator ceiling: smtp-source into smtp-sink (stores nothing), 1 KB, msg/s (median of $RUNS)"
+    res ""
+    res "| sessions | msg/s |"
+    res "|---:|---:|"
+    smtp-sink -u nobody -c "127.0.0.1:$port" 1000 >/dev/null 2>&1 &
+    pid=$!
+    wait_port "$port"
+    for sessions in 1 16 64; do
+        rates=""
+        for i in $(seq "$RUNS"); do
+            t0=$(now)
+            timeout 300 $SRC -s "$sessions" -m "$m" -l 1024 "127.0.0.1:$port" >>"$OUT/raw.log" 2>&1
+            t1=$(now)
+            rates="$rates $(awk -v n="$m" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')"
+        done
+        log "sink s=$sessions:$rates"
+        res "| $sessions | $(echo "$rates" | median) |"
+    done
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    res ""
+    res "Command: \`smtp-sink -u nobody -c 127.0.0.1:PORT 1000\` and \`smtp-source -s SESSIONS -m $m -l 1024 ...\`."
+    res ""
+}
+
+# ---- the trade-off of syncfs: another writer on the same filesystem ----
+
+# A neighbour that keeps ~200 MB of dirty page cache on our filesystem
+# (bounded: 600 rounds at most); stops at the next round once told.
+noise_start() {
+    rm -f "$WORK/noise.stop"
+    (for _ in $(seq 600); do
+        [ -e "$WORK/noise.stop" ] && break
+        dd if=/dev/zero of="$WORK/noise" bs=1M count=200 status=none
+    done; rm -f "$WORK/noise") &
+    NOISE_PID=$!
+    sleep 1
+}
+
+noise_stop() {
+    touch "$WORK/noise.stop"
+    wait "$NOISE_PID" 2>/dev/null || true
+    NOISE_PID=
+}
+
+neighbour() {
+    local sessions noisy i a b sq pq m
+    res "## With and without a busy neighbour on the filesystem, 1 KB, msg/s (median of $RUNS)"
+    res ""
+    res "| sessions | neighbour writing | smtpd | Postfix | smtpd/Postfix |"
+    res "|---:|---|---:|---:|---:|"
+    for sessions in 1 16; do
+        m=$(( (sessions == 1 ? 300 : 3000) / SCALE ))
+        for noisy in no yes; do
+            [ "$noisy" = yes ] && noise_start
+            sq="" pq=""
+            for i in $(seq "$RUNS"); do
+                smtpd_run "$sessions" 1024 1 "$m"
+                a=$RATE
+                pf_run "$sessions" 1024 1 "$m"
+                b=$RATE
+                log "neighbour=$noisy s=$sessions run $i: smtpd $a postfix $b"
+                sq="$sq $a" pq="$pq $b"
+            done
+            [ "$noisy" = yes ] && noise_stop
+            a=$(echo "$sq" | median) b=$(echo "$pq" | median)
+            res "| $sessions | $noisy | $a | $b | $(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.1f×", a / b }') |"
+        done
+    done
+    res ""
+    res "The neighbour: \`dd if=/dev/zero of=FILE bs=1M count=200\` in a loop on the same filesystem, never synced by itself. Load as in the throughput table, $((300 / SCALE)) messages at 1 session and $((3000 / SCALE)) at 16."
     res ""
 }
 
@@ -223,7 +317,8 @@ loadgen_stop() {
 held_clients() {
     local n=$((10000 / SCALE)) i before after ms per msl="" perl="" conl=""
     for i in $(seq "$RUNS"); do
-        smtpd_start "$WORK/smtpd-root"
+        new_root
+        smtpd_start "$ROOT"
         sleep 0.2
         before=$(rss_kib "$SMTPD_PID" VmRSS)
         loadgen_start "$n" -P
@@ -258,9 +353,10 @@ curve() {
         [ "$n" -le $((10000 / SCALE)) ] || continue
         rates=""
         for i in $(seq "$RUNS"); do
-            smtpd_start "$WORK/smtpd-root"
+            new_root
+            smtpd_start "$ROOT"
             [ "$n" -eq 0 ] || loadgen_start "$n"
-            deliver "$PORT" "$WORK/smtpd-root" 16 1024 1 "$m"
+            deliver "$PORT" "$ROOT" 16 1024 1 "$m"
             r=$RATE
             [ "$n" -eq 0 ] || loadgen_stop
             smtpd_stop
@@ -284,8 +380,9 @@ curve() {
 large_message() {
     local i before hwm peak rss growths="" size=$((104857600 / SCALE))
     for i in $(seq "$RUNS"); do
-        smtpd_start "$WORK/smtpd-root"
-        deliver "$PORT" "$WORK/smtpd-root" 1 1024 1 1   # warm-up
+        new_root
+        smtpd_start "$ROOT"
+        deliver "$PORT" "$ROOT" 1 1024 1 1   # warm-up
         before=$(rss_kib "$SMTPD_PID" VmRSS)
         peak=$before
         $SRC -s 1 -m 1 -l "$size" "127.0.0.1:$PORT" >>"$OUT/raw.log" 2>&1 &
@@ -298,7 +395,7 @@ large_message() {
         wait "$src" || { log "100 MB message failed"; return 1; }
         hwm=$(rss_kib "$SMTPD_PID" VmHWM)
         [ "$hwm" -gt "$peak" ] && peak=$hwm
-        [ "$(count_new "$WORK/smtpd-root")" -eq 2 ] || { log "100 MB message not in new/"; return 1; }
+        [ "$(count_new "$ROOT")" -eq 2 ] || { log "100 MB message not in new/"; return 1; }
         smtpd_stop
         log "large run $i: rss before $before KiB, peak (VmHWM) $peak KiB"
         growths="$growths $((peak - before))"
@@ -315,6 +412,8 @@ large_message() {
 
 machine() {
     res "# smtpd benchmark results"
+    res ""
+    res "Load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews every figure; syncfs also flushes other writers' data)."
     res ""
     res "Machine: $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) memory, kernel $(uname -r), filesystem $(df -T "$WORK" | awk 'NR == 2 { print $2 " on " $1 }'), $(postconf -dh mail_version 2>/dev/null | sed 's/^/Postfix /'), $(date -u +%Y-%m-%d)."
     res ""
@@ -335,12 +434,15 @@ main() {
     "$HERE/postfix.sh" start "$PF_DIR" "$PF_PORT" localhost $BOXES
     PF_UP=1
     throughput
+    neighbour
     "$HERE/postfix.sh" stop "$PF_DIR"
     PF_UP=
     ceiling
+    sink
     held_clients
     curve
     large_message
+    res "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
     log "results in $OUT/results.md"
 }
 

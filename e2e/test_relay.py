@@ -10,7 +10,6 @@ log line.
 import os
 import pathlib
 import re
-import socket
 
 import pytest
 

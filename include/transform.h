@@ -8,6 +8,7 @@
 #define TRANSFORM_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include "selector.h"
 
 struct transform;
@@ -20,6 +21,12 @@ typedef void (*transform_done_fn)(void *data, bool ok, const char *reason);
 /* Sets the command (NULL: none). Transformations start ON when there is
  * one. */
 void transform_configure(const char *cmd, unsigned timeout_s);
+/* What a filter may add to a message (headers): its output may be -z plus
+ * this; a larger one fails the message. */
+#define TRANSFORM_HEADROOM (64 * 1024)
+
+/* Largest file a filter may write (RLIMIT_FSIZE on the child); 0: none. */
+void transform_limit_output(uint64_t bytes);
 bool transform_available(void);
 bool transform_enabled(void);
 /* Switches for messages whose DATA ends afterwards. Returns -1 (and stays
