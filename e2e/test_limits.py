@@ -256,6 +256,35 @@ def test_idle_in_data_is_timed_out_and_leaves_nothing(start_server, connect):
     assert srv.tmp_files("postmaster") == []
 
 
+def test_trickling_bytes_do_not_reset_the_idle_timeout(start_server, connect):
+    """-T bounds a whole command: one byte every half second never makes a
+    command, so the client is closed like any idle one (slowloris)."""
+    srv = start_server("-T", "2")
+    c = greeted(connect, srv)
+    deadline = time.monotonic() + 15
+    closed = False
+    for byte in (b"NOOP " + b"x" * 100):
+        try:
+            c.send(bytes([byte]))
+        except (BrokenPipeError, ConnectionResetError):
+            closed = True
+            break
+        c.sock.settimeout(0.5)
+        try:
+            chunk = c.sock.recv(4096)
+        except TimeoutError:
+            chunk = None
+        if chunk is not None:
+            c.buf += chunk
+            closed = True
+            break
+        assert time.monotonic() < deadline, "never timed out"
+    assert closed
+    c.sock.settimeout(5)
+    assert c.reply_line().startswith("421 4.4.2")
+    assert c.closed()
+
+
 def test_a_busy_client_is_not_timed_out(start_server, connect):
     srv = start_server("-T", "3")
     c = greeted(connect, srv)
