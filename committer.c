@@ -35,8 +35,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Defined in maildir.c: the file's name in new/. */
-int maildir_msg_final_name(const struct maildir_msg *m, char *dst, size_t len);
 
 struct committer {
     char *root;
@@ -174,14 +172,7 @@ static int committer_sync_new_dir(const struct committer *c, const char *box)
     char path[PATH_MAX];
     if (committer_new_path(c, box, NULL, path, sizeof path) < 0)
         return -1;
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return rc;
+    return maildir_sync_dir(path);
 }
 
 /*

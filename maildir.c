@@ -20,10 +20,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Shared with committer.c only (maildir.h is fixed): the name a message
- * gets in new/, so the naming rule lives in this one file. */
-int maildir_msg_final_name(const struct maildir_msg *m, char *dst, size_t len);
-
 /* Our host name as the Maildir convention wants it: '/' and ':' would
  * break the name (a path separator, the info separator), so they are
  * written as octal escapes. Worst case every byte takes 4. */
@@ -79,8 +75,7 @@ static int maildir_is_dir(const char *path)
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* fsync of a directory makes the entries just created in it durable. */
-static int maildir_sync_dir(const char *path)
+int maildir_sync_dir(const char *path)
 {
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)

@@ -46,7 +46,7 @@ int maildir_clean_tmp(const char *root, time_t max_age);
 /* ---- one message ------------------------------------------------------ */
 
 struct maildir_msg {
-    int fd;                         /* open for writing, -1 when closed */
+    int fd;                         /* open O_RDWR (a filter reads it), -1 when closed */
     char id[MAILDIR_ID_MAX + 1];    /* queue ID, part of the file name */
     char *tmp_path;                 /* root/box/tmp/<unique> (malloc'd) */
     uint64_t size;                  /* bytes written */
@@ -67,6 +67,14 @@ int maildir_msg_open_copy(struct maildir_msg *m, const struct maildir_msg *like,
 
 /* Writes all n bytes (retrying short writes). 0, or -1 with errno. */
 int maildir_msg_write(struct maildir_msg *m, const void *p, size_t n);
+
+/* The message's name in new/: "<sec>.<ID>.<host>,S=<size>". 0, or -1
+ * with errno (ENAMETOOLONG). */
+int maildir_msg_final_name(const struct maildir_msg *m, char *dst, size_t len);
+
+/* fsync of a directory, which makes the entries just made in it durable.
+ * 0, or -1 with errno. */
+int maildir_sync_dir(const char *path);
 
 /* Closes and unlinks the spool file; always safe, also after failures. */
 void maildir_msg_abort(struct maildir_msg *m);
