@@ -89,6 +89,10 @@ e2e-asan:
 test: test-deps all unit e2e-epoll e2e-select e2e-asan
 	@echo "make test: all suites passed"
 
+# ---- benchmarks (not part of test; docs/benchmarks.md) -----------------
+bench: all
+	bench/run.sh
+
 # ---- fuzzing (clang + libFuzzer; docs/reliability.md) -----------------
 FUZZ_CC    ?= clang
 FUZZ_FLAGS  = -std=c11 -D_GNU_SOURCE -Iinclude -g -O1 \

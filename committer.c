@@ -123,10 +123,22 @@ static void committer_close_file(struct commit_job *j)
 
 /* Makes every file's data durable. Returns 1 when the batch must use
  * per-file/per-directory fsync (see the top of the file), else 0. */
+/*
+ * A lone message to one or two mailboxes is flushed with fsync of its own
+ * file and directories: on a quiet disk that costs what syncfs costs, but
+ * syncfs also waits for every other writer's dirty data on the filesystem,
+ * which made a single session 20x slower next to a busy neighbour
+ * (docs/benchmarks.md). Larger batches keep syncfs: one flush for all.
+ */
+static int committer_batch_is_small(const struct commit_job *batch)
+{
+    return batch && batch->next == NULL && batch->nboxes <= 2;
+}
+
 static int committer_sync_data(const struct committer *c,
                                struct commit_job *batch)
 {
-    int exact = 0;
+    int exact = committer_batch_is_small(batch);
     for (struct commit_job *j = batch; j; j = j->next)
         if (committer_prepare(c, j) > 0)
             exact = 1;

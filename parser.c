@@ -497,6 +497,17 @@ size_t data_parser_feed(struct data_parser *dp, const uint8_t *in, size_t n,
 
     *done = st == DATA_DONE;
     while (!*done && i < n) {
+        if (st == DATA_IN_LINE) {
+            /* Inside a line only a CR can change the state: copy the run
+             * up to it at once instead of a step per byte. */
+            const uint8_t *cr = memchr(in + i, '\r', n - i);
+            size_t run = cr ? (size_t)(cr - (in + i)) : n - i;
+            memcpy(out + o, in + i, run);
+            i += run;
+            o += run;
+            if (cr == NULL)
+                break;
+        }
         st = data_step(st, in[i++], out, &o);
         *done = st == DATA_DONE;
     }
