@@ -80,22 +80,29 @@ static int args_domain_ok(const char *d)
     return strstr(d, "..") == NULL;
 }
 
+/* Copies USER:PASS out of argv, then blanks the password there so that
+ * ps and /proc/PID/cmdline do not show it (a brief window at start-up
+ * remains; a careful site puts passwords in a file it protects). */
 static void args_user(struct config *cfg, char *spec)
 {
     char *colon = strchr(spec, ':');
     if (colon == NULL || colon == spec)
         args_die("bad -u '%s': expected USER:PASS", spec);
-    *colon = '\0';
-    if (!parser_local_part_ok(spec, strlen(spec)))
-        args_die("bad -u user name '%s'", spec);
+    if (!parser_local_part_ok(spec, (size_t)(colon - spec)))
+        args_die("bad -u user name in '%s'", spec);
     if (cfg->n_users == ARGS_MAX_USERS)
         args_die("too many -u users (at most %s)", "256");
-    for (char *p = spec; *p; p++)
+    char *name = strndup(spec, (size_t)(colon - spec));
+    char *pass = strdup(colon + 1);
+    if (name == NULL || pass == NULL)
+        args_die("out of memory%s", "");
+    for (char *p = name; *p; p++)
         *p = (char)tolower((unsigned char)*p);
-    if (args_find_user(cfg, spec))
-        args_die("user '%s' given twice", spec);
-    cfg->users[cfg->n_users].name = spec;
-    cfg->users[cfg->n_users].pass = colon + 1;
+    if (args_find_user(cfg, name))
+        args_die("user '%s' given twice", name);
+    memset(colon + 1, 'x', strlen(colon + 1));
+    cfg->users[cfg->n_users].name = name;
+    cfg->users[cfg->n_users].pass = pass;
     cfg->n_users++;
 }
 
@@ -191,6 +198,15 @@ void args_parse(int argc, char **argv, struct config *cfg)
     }
     if (optind < argc)
         args_die("unexpected argument '%s'", argv[optind]);
+}
+
+void args_free(struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_users; i++) {
+        free(cfg->users[i].name);
+        free(cfg->users[i].pass);
+    }
+    cfg->n_users = 0;
 }
 
 const struct user *args_find_user(const struct config *cfg, const char *name)

@@ -281,5 +281,6 @@ int main(int argc, char **argv)
     selector_destroy(sel);
     close(signal_pipe[1]);
     log_close();
+    args_free(&cfg);
     return rc;
 }

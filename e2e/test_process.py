@@ -1,6 +1,7 @@
 """The process (SPEC 2, 4, 8): flags and their errors, -h/-v, signals
 (SIGTERM/SIGINT graceful stop, SIGHUP log reopen, SIGPIPE, kill -9), the
 listen addresses, the open-files limit, and what the log records."""
+import base64
 import os
 import shutil
 import signal
@@ -315,3 +316,16 @@ def test_log_level_warning_hides_info(start_server, connect):
     time.sleep(0.5)
     assert qid not in srv.log_text()
     assert "127.0.0.1" not in srv.log_text()
+
+
+def test_user_password_is_hidden_from_ps(start_server, connect):
+    """-u USER:PASS: the password is blanked in /proc/PID/cmdline (what ps
+    shows) while the server still checks it."""
+    srv = start_server("-u", "Alice:s3cret-pass")
+    cmdline = open("/proc/%d/cmdline" % srv.pid, "rb").read()
+    assert b"s3cret-pass" not in cmdline
+    assert b"Alice:" in cmdline
+    c = connect(srv.port)
+    c.greet()
+    token = base64.b64encode(b"\0alice\0s3cret-pass").decode()
+    assert c.cmd("AUTH PLAIN " + token).startswith("235 2.7.0")

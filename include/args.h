@@ -14,8 +14,8 @@
 #define DEFAULT_MONITOR_TOKEN "smtpd"
 
 struct user {
-    char *name;     /* lowercase local-part */
-    char *pass;
+    char *name;     /* lowercase local-part (malloc'd) */
+    char *pass;     /* malloc'd; blanked in argv so ps does not show it */
 };
 
 struct config {
@@ -46,6 +46,9 @@ struct config {
  * needs no I/O; smtpd.c checks the log file and mailbox root next.
  */
 void args_parse(int argc, char **argv, struct config *cfg);
+
+/* Frees what args_parse allocated (the users). */
+void args_free(struct config *cfg);
 
 /* The user called name (already lowercase), or NULL. */
 const struct user *args_find_user(const struct config *cfg, const char *name);
