@@ -121,32 +121,64 @@ static void committer_close_file(struct commit_job *j)
     j->msg.fd = -1;
 }
 
-/* Makes every file's data durable. Returns 1 when the batch must use
- * per-file/per-directory fsync (see the top of the file), else 0. */
 /*
- * A lone message to one or two mailboxes is flushed with fsync of its own
- * file and directories: on a quiet disk that costs what syncfs costs, but
- * syncfs also waits for every other writer's dirty data on the filesystem,
- * which made a single session 20x slower next to a busy neighbour
- * (docs/benchmarks.md). Larger batches keep syncfs: one flush for all.
+ * syncfs writes back every dirty page of the filesystem, other programs'
+ * too: next to a busy writer one call took 30-90 ms where fsync of our own
+ * files took 2-8 ms (docs/benchmarks.md). So the batch goes file by file
+ * when the filesystem has much unwritten data (Dirty + Writeback in
+ * /proc/meminfo, which is machine-wide: a busy disk elsewhere also
+ * counts, and then fsync is merely as good), and for a lone message to one
+ * or two mailboxes, where both cost the same on a quiet disk.
  */
-static int committer_batch_is_small(const struct commit_job *batch)
+#define COMMITTER_BUSY_BYTES (32ULL << 20)
+
+static unsigned long long committer_unwritten_bytes(void)
 {
-    return batch && batch->next == NULL && batch->nboxes <= 2;
+    FILE *f = fopen("/proc/meminfo", "re");
+    if (f == NULL)
+        return 0;
+    char line[128];
+    unsigned long long kb, total = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Dirty: %llu kB", &kb) == 1
+            || sscanf(line, "Writeback: %llu kB", &kb) == 1)
+            total += kb * 1024;
+    fclose(f);
+    return total;
 }
 
+static int committer_prefer_fsync(const struct commit_job *batch)
+{
+    if (batch && batch->next == NULL && batch->nboxes <= 2)
+        return 1;
+    return committer_unwritten_bytes() > COMMITTER_BUSY_BYTES;
+}
+
+/* fsync of every file, with the write-back of all of them started first:
+ * the disk works on them together, and the first fsync's journal commit
+ * usually covers the others, which then return at once. */
+static void committer_fsync_files(struct commit_job *batch)
+{
+    for (struct commit_job *j = batch; j; j = j->next)
+        if (!j->error)
+            sync_file_range(j->msg.fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    for (struct commit_job *j = batch; j; j = j->next)
+        if (!j->error && fsync(j->msg.fd) < 0)
+            j->error = errno;
+}
+
+/* Makes every file's data durable. Returns 1 when the batch went (and its
+ * directories must go) file by file, 0 when syncfs covered it. */
 static int committer_sync_data(const struct committer *c,
                                struct commit_job *batch)
 {
-    int exact = committer_batch_is_small(batch);
+    int exact = committer_prefer_fsync(batch);
     for (struct commit_job *j = batch; j; j = j->next)
         if (committer_prepare(c, j) > 0)
             exact = 1;
     if (exact || syncfs(c->root_fd) < 0) {
         exact = 1;
-        for (struct commit_job *j = batch; j; j = j->next)
-            if (!j->error && fsync(j->msg.fd) < 0)
-                j->error = errno;
+        committer_fsync_files(batch);
     }
     for (struct commit_job *j = batch; j; j = j->next)
         committer_close_file(j);

@@ -159,7 +159,8 @@ def test_syncfs_failing_alone_falls_back_to_fsync(start_server, connect,
                                                   shim, tmp_path):
     """syncfs may fail for someone else's file; fsync of ours then decides.
     Three mailboxes: a lone message to one or two is flushed with fsync
-    alone (committer_batch_is_small), three take the syncfs path."""
+    alone, three take the syncfs path unless the machine has much
+    unwritten data (committer_prefer_fsync): either way it is delivered."""
     fs = FaultServer(start_server, shim, tmp_path, "-u", "bob:pw",
                      FAULT_SYNCFS=1)
     fs.arm()
@@ -168,7 +169,6 @@ def test_syncfs_failing_alone_falls_back_to_fsync(start_server, connect,
                              "bob@localhost"]))
     for box in ("postmaster", "alice", "bob"):
         assert len(fs.srv.new_files(box)) == 1
-    assert "syncfs" in (tmp_path / "faults.log").read_text()
 
 
 def test_concurrent_clients_during_disk_full(start_server, connect, shim,
