@@ -123,8 +123,10 @@ static void committer_close_file(struct commit_job *j)
 
 /*
  * syncfs writes back every dirty page of the filesystem, other programs'
- * too: next to a busy writer one call took 30-90 ms where fsync of our own
- * files took 2-8 ms (docs/benchmarks.md). So the batch goes file by file
+ * too: next to a busy writer (a dd loop), syncfs-link-syncfs took 28 ms
+ * for one message and 49 ms for 16, where fsync of our own files and
+ * new/ took 2 ms and 8 ms (a scratch timing program; the server-level
+ * figures are in docs/benchmarks.md). So the batch goes file by file
  * when the filesystem has much unwritten data (Dirty + Writeback in
  * /proc/meminfo, which is machine-wide: a busy disk elsewhere also
  * counts, and then fsync is merely as good), and for a lone message to one

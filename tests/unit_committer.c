@@ -212,6 +212,14 @@ static void test_many_jobs_batched(void)
     maildir_create(dir, "alice");
     maildir_create(dir, "bob");
     struct committer *c = committer_new(dir);
+    /* One job first: once its result is back, the thread is waiting (it
+     * holds the lock from its notification until it waits again), so the
+     * 200 below cannot be picked up one by one as they are submitted. */
+    static const char *const warm[] = { "carol" };
+    static struct result warm_r;
+    maildir_create(dir, "carol");
+    committer_submit(c, make_job(dir, warm, 1, "w\r\n", &warm_r));
+    CHECK_EQ_INT(loop_turn(c), 1);
     for (int i = 0; i < N; i++) {
         struct commit_job *job = make_job(dir, boxes + (i % 2), 1, "x\r\n", &r[i]);
         CHECK(job != NULL);
