@@ -4,6 +4,7 @@
  * nothing behind. The loop is played by poll() on committer_fd().
  */
 #include "maildir.h"
+#include "tmpdir.h"
 #include "unit.h"
 
 #include <dirent.h>
@@ -42,25 +43,9 @@ static void on_done(struct commit_job *job)
 
 /* ---- file system helpers ---------------------------------------------- */
 
-static int rm_entry(const char *path, const struct stat *st, int flag,
-                    struct FTW *ftw)
-{
-    (void)st; (void)flag; (void)ftw;
-    remove(path);
-    return 0;
-}
-
 static void tmpdir_make(char *dir, size_t len)
 {
-    snprintf(dir, len, "/tmp/unit_committer.XXXXXX");
-    if (!mkdtemp(dir))
-        dir[0] = '\0';
-}
-
-static void tmpdir_remove(const char *dir)
-{
-    if (dir[0])
-        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tmpdir_make_named(dir, len, "unit_committer");
 }
 
 /* Entries of root/box/sub other than . and ..; the last one goes to name. */

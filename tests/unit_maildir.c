@@ -3,6 +3,7 @@
  * test works in its own mkdtemp() directory under /tmp and removes it.
  */
 #include "maildir.h"
+#include "tmpdir.h"
 #include "unit.h"
 
 #include <ctype.h>
@@ -15,25 +16,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int rm_entry(const char *path, const struct stat *st, int flag,
-                    struct FTW *ftw)
-{
-    (void)st; (void)flag; (void)ftw;
-    remove(path);
-    return 0;
-}
-
 static void tmpdir_make(char *dir, size_t len)
 {
-    snprintf(dir, len, "/tmp/unit_maildir.XXXXXX");
-    if (!mkdtemp(dir))
-        dir[0] = '\0';
-}
-
-static void tmpdir_remove(const char *dir)
-{
-    if (dir[0])
-        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tmpdir_make_named(dir, len, "unit_maildir");
 }
 
 /* Entries in dir other than . and ..; the last one seen goes to name. */
