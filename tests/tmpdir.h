@@ -5,7 +5,9 @@
 #ifndef TMPDIR_H
 #define TMPDIR_H
 
+#include <dirent.h>
 #include <ftw.h>
+#include <string.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -30,6 +32,26 @@ static inline void tmpdir_remove(const char *dir)
 {
     if (dir[0])
         nftw(dir, tmpdir_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Entries in dir other than . and ..; the last one seen goes to name
+ * (if not NULL). -1 when dir cannot be opened. */
+static inline int dir_count(const char *dir, char *name, size_t len)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+    if (!d)
+        return -1;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (name)
+            snprintf(name, len, "%s", e->d_name);
+        n++;
+    }
+    closedir(d);
+    return n;
 }
 
 #endif

@@ -54,20 +54,7 @@ static int box_count(const char *root, const char *box, const char *sub,
 {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s/%s", root, box, sub);
-    DIR *d = opendir(path);
-    struct dirent *e;
-    int n = 0;
-    if (!d)
-        return -1;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        if (name)
-            snprintf(name, len, "%s", e->d_name);
-        n++;
-    }
-    closedir(d);
-    return n;
+    return dir_count(path, name, len);
 }
 
 static void host_escaped(char *dst, size_t len)

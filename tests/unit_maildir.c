@@ -21,24 +21,6 @@ static void tmpdir_make(char *dir, size_t len)
     tmpdir_make_named(dir, len, "unit_maildir");
 }
 
-/* Entries in dir other than . and ..; the last one seen goes to name. */
-static int dir_count(const char *dir, char *name, size_t len)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    int n = 0;
-    if (!d)
-        return -1;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        if (name)
-            snprintf(name, len, "%s", e->d_name);
-        n++;
-    }
-    closedir(d);
-    return n;
-}
 
 static void write_file(const char *path, const char *text)
 {
