@@ -21,7 +21,6 @@ static void tmpdir_make(char *dir, size_t len)
     tmpdir_make_named(dir, len, "unit_maildir");
 }
 
-
 static void write_file(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
