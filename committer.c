@@ -13,7 +13,7 @@
  * Why syncfs() and not fsync() per file: each fsync is a journal commit
  * plus a cache flush, which caps delivery near 1,000 messages/s on our
  * disks; one syncfs over a batch of 64 files reached 1,900-4,500 files/s
- * (/work/shared/FACTS.md, bench/fsync_ceiling.c). syncfs covers only the
+ * (docs/benchmarks.md, bench/fsync_ceiling.c). syncfs covers only the
  * filesystem of root, so it assumes every mailbox lives there; a spool
  * file found elsewhere (a mailbox symlinked to another disk) switches the
  * batch to per-file and per-directory fsync. syncfs reports write-back
