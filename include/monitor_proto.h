@@ -40,6 +40,7 @@ enum mon_command {
     MON_CMD_AUTH_FAILURES = 0x09,
     MON_CMD_TRANSFORM_FAILURES = 0x0A,
     MON_CMD_UPTIME       = 0x0B,   /* seconds */
+    MON_CMD_TLS_SESSIONS = 0x0C,   /* TLS handshakes completed */
     MON_CMD_COUNT
 };
 
