@@ -18,10 +18,10 @@ BODY = b"From: a@b.test\r\nSubject: monitor\r\n\r\nsome Mixed case text\r\n"
 
 # commands
 HIST, CONC, BYTES, STATUS, ON, OFF = range(6)
-MESSAGES, RECIPIENTS, RCPT_REJECTED, AUTH_FAILURES, TR_FAILURES, UPTIME = \
-    range(6, 12)
+MESSAGES, RECIPIENTS, RCPT_REJECTED, AUTH_FAILURES, TR_FAILURES, UPTIME, \
+    TLS_SESSIONS = range(6, 13)
 COUNTERS = [HIST, CONC, BYTES, MESSAGES, RECIPIENTS, RCPT_REJECTED,
-            AUTH_FAILURES, TR_FAILURES, UPTIME]
+            AUTH_FAILURES, TR_FAILURES, UPTIME, TLS_SESSIONS]
 # statuses
 OK, BAD_VERSION, AUTH_FAILED, BAD_COMMAND, BAD_LENGTH, ERROR, NOT_AVAILABLE = \
     range(7)
@@ -161,7 +161,7 @@ def test_wrong_token(server, host, token):
 
 
 @pytest.mark.parametrize("host", HOSTS)
-@pytest.mark.parametrize("cmd", [0x0C, 0x7F, 0x80, 0xFF])
+@pytest.mark.parametrize("cmd", [0x0D, 0x7F, 0x80, 0xFF])
 def test_unknown_command(server, host, cmd):
     assert ask(server, cmd, host) == (BAD_COMMAND, 0, 0)
 
