@@ -189,7 +189,7 @@ static enum io_result tls_io_result(struct transport *t, int r, unsigned other_w
         return IO_CLOSED;
     default:
         tls_failure(c, err, saved, why, sizeof(why));
-        log_debug("TLS connection on fd %d failed: %s", t->fd, why);
+        log_info("TLS error on fd %d: %s", t->fd, why);
         errno = saved ? saved : EPROTO;
         return err == SSL_ERROR_SYSCALL && saved == 0 ? IO_CLOSED : IO_ERROR;
     }
