@@ -335,3 +335,38 @@ def test_plaintext_auth_warning(start_server):
     assert "passwords cross the network in clear" in srv.log_text()
     srv2 = start_server(*USERS)     # loopback only: no warning
     assert "in clear" not in srv2.log_text()
+
+
+# ---- TLS keeps input the selector cannot see --------------------------------
+
+def tls_greeted(srv):
+    c = TlsClient(srv.port)
+    c.greet()
+    c.starttls()
+    ehlo_keywords(c)
+    return c
+
+
+def test_pipelined_batch_in_one_record(start_server, certs):
+    """3 KB of commands in one TLS record: more than the session's small
+    input buffer holds, so most of it waits decrypted inside OpenSSL."""
+    srv = tls_server(start_server, certs, smtps=False)
+    c = tls_greeted(srv)
+    c.send(b"NOOP\r\n" * 500)
+    for _ in range(500):
+        assert c.reply_line() == "250 2.0.0 Ok"
+    assert c.cmd("QUIT") == "221 2.0.0 Bye"
+
+
+def test_large_message_and_byte_at_a_time(start_server, certs):
+    srv = tls_server(start_server, certs, smtps=False)
+    c = tls_greeted(srv)
+    for ch in b"MAIL FROM:<a@b.test>\r\n":
+        c.send(bytes([ch]))
+    assert c.reply_line().startswith("250 2.1.0")
+    assert c.cmd("RCPT TO:<postmaster@localhost>").startswith("250 2.1.5")
+    assert c.cmd("DATA").startswith("354")
+    body = b"".join(b"line %06d " % i + b"x" * 90 + b"\r\n" for i in range(20000))
+    c.send(body + b".\r\n")
+    assert c.reply_line().startswith("250 2.0.0 Ok: queued as ")
+    assert stored(srv, "ESMTPS", "postmaster") == body
