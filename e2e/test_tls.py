@@ -3,6 +3,7 @@ real clients (swaks, curl, msmtp, openssl s_client, Python's smtplib),
 each message checked byte for byte in the Maildir; the exact replies of
 STARTTLS, AUTH and MAIL around TLS; the start-up checks of the TLS
 options; certificate reload on SIGHUP; the build without TLS."""
+import re
 import signal
 import smtplib
 import socket
@@ -370,3 +371,19 @@ def test_large_message_and_byte_at_a_time(start_server, certs):
     c.send(body + b".\r\n")
     assert c.reply_line().startswith("250 2.0.0 Ok: queued as ")
     assert stored(srv, "ESMTPS", "postmaster") == body
+
+
+# ---- documentation ---------------------------------------------------------
+
+def test_long_options_are_documented():
+    from conftest import ROOT
+    usage = subprocess.run([SMTPD_BIN, "-h"], capture_output=True, text=True,
+                           timeout=10).stdout
+    longs = sorted(set(re.findall(r"^\s+--([a-z-]+)", usage, re.M)))
+    assert longs == ["require-tls", "smtps-port", "tls-cert", "tls-key"], longs
+    readme = (ROOT / "README.md").read_text()
+    man = (ROOT / "smtpd.8").read_text()
+    for opt in longs:
+        assert re.search(r"^\| `--%s\b" % opt, readme, re.M), opt
+        roff = "\\-\\-" + opt.replace("-", "\\-")
+        assert re.search(r"^\.BI? %s\b" % re.escape(roff), man, re.M), opt
