@@ -13,6 +13,7 @@ import time
 import pytest
 
 from conftest import free_port, no_reply
+from test_valgrind import valgrind_bin  # noqa: F401  (the fixture)
 from tls_helpers import (TlsClient, certs, client_context, fd_count,  # noqa: F401
                          need_tool, smtps_port, tls_args)
 
@@ -220,3 +221,36 @@ def test_thousand_idle_tls_clients(start_server, certs):
             s.close()
     assert_no_fd_leak(srv, before)
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_tls_sessions_under_valgrind(valgrind_bin, start_server, certs):
+    """OpenSSL's memory too: good and broken TLS sessions and a reload,
+    with the server under valgrind memcheck (no error, no definite leak)."""
+    import signal
+    srv = tls_server(start_server, certs, "-u", "alice:pw")
+    s = smtplib.SMTP("127.0.0.1", srv.port, timeout=30)
+    s.starttls(context=client_context())
+    s.login("alice", "pw")
+    assert s.sendmail("a@b.test", ["alice@localhost"],
+                      b"Subject: valgrind\r\n\r\nover TLS\r\n") == {}
+    s.quit()
+    bad = socket.create_connection(("127.0.0.1", smtps_port(srv)))
+    bad.sendall(b"not a handshake\r\n" * 10)
+    assert closed_by_server(bad, 30)
+    bad.close()
+    cut = socket.create_connection(("127.0.0.1", smtps_port(srv)))
+    cut.sendall(client_hello()[:40])
+    cut.close()
+    srv.proc.send_signal(signal.SIGHUP)
+    wait_log(srv, "TLS certificate reloaded", 30)
+    s = smtplib.SMTP_SSL("127.0.0.1", smtps_port(srv), context=client_context(),
+                         timeout=30)
+    assert s.sendmail("a@b.test", ["alice@localhost"],
+                      b"Subject: valgrind 2\r\n\r\nimplicit\r\n") == {}
+    s.quit()
+    assert len(srv.wait_new("alice", 2, 30)) == 2
+    assert srv.cmd[0].endswith("smtpd-valgrind")
+    code = srv.stop(timeout=60)
+    report = valgrind_bin.read_text(errors="replace")
+    assert code == 0, report
+    assert report.strip() == "", report
