@@ -12,10 +12,14 @@ import time
 
 import pytest
 
-from conftest import free_port, no_reply
+from conftest import SMTPD_BIN, free_port, no_reply
 from test_valgrind import valgrind_bin  # noqa: F401  (the fixture)
 from tls_helpers import (TlsClient, certs, client_context, fd_count,  # noqa: F401
                          need_tool, smtps_port, tls_args)
+
+
+# select() cannot watch descriptors >= 1024: a select build holds 900
+IDLE_CLIENTS = 900 if "/select" in SMTPD_BIN else 1000
 
 
 def tls_server(start_server, certs, *extra):
@@ -208,13 +212,14 @@ def test_thousand_idle_tls_clients(start_server, certs):
     before = settled_fds(srv)
     idle = []
     try:
-        for _ in range(1000):
+        for _ in range(IDLE_CLIENTS):
             idle.append(socket.create_connection(("127.0.0.1", smtps_port(srv))))
-        assert wait_for(lambda: fd_count(srv.pid) >= before + 1000, 10)
+        assert wait_for(lambda: fd_count(srv.pid) >= before + IDLE_CLIENTS, 10)
         start = time.monotonic()
         still_serves(srv)
         elapsed = time.monotonic() - start
-        print("one TLS transaction beside 1000 idle TLS clients: %.3f s" % elapsed)
+        print("one TLS transaction beside %d idle TLS clients: %.3f s"
+              % (IDLE_CLIENTS, elapsed))
         assert elapsed < 1.0, elapsed
     finally:
         for s in idle:
