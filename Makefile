@@ -32,7 +32,7 @@ LDLIBS    += -lpthread
 PYTHON    ?= /usr/bin/python3
 PORT_ARGS ?=
 
-SERVER_SRC = smtpd.c session.c commands.c delivery.c auth.c reply.c parser.c \
+SERVER_SRC = smtpd.c session.c session_tls.c commands.c delivery.c auth.c reply.c parser.c \
              maildir.c committer.c transform.c monitor.c buffer.c args.c \
              log.c stats.c selector.c selector_$(SELECTOR).c transport.c
 ifneq ($(TLS),0)

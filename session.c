@@ -26,9 +26,6 @@ static size_t nsessions;
 static void session_on_read(struct selector_key *key);
 static void session_on_write(struct selector_key *key);
 static void session_on_close(struct selector_key *key);
-static void session_process(struct session *s);
-static void session_update_interest(struct session *s);
-static void session_tls_step(struct session *s);
 
 static const struct fd_handler session_handler = {
     .on_read = session_on_read,
@@ -191,7 +188,7 @@ static void session_use_small_input(struct session *s)
 
 /* ---- I/O -------------------------------------------------------------- */
 
-static void session_close(struct session *s)
+void session_close(struct session *s)
 {
     selector_unregister(session_env.sel, s->fd);   /* -> session_on_close */
 }
@@ -208,18 +205,6 @@ static int session_write_out(struct session *s)
             return -1;
     }
     return 0;
-}
-
-/* STARTTLS: the 220 is out, the handshake begins. */
-static void session_tls_begin(struct session *s)
-{
-    s->tls_starting = false;
-    if (transport_start_tls(&s->t) < 0) {
-        log_error("%s:%u cannot start TLS", s->ip, s->port);
-        session_close(s);
-        return;
-    }
-    session_tls_step(s);
 }
 
 /* Writes what is queued; closes when asked to and everything is out.
@@ -245,7 +230,7 @@ static bool session_wants_input(const struct session *s)
 }
 
 /* The transport's own needs (TLS) come on top of the session's. */
-static void session_update_interest(struct session *s)
+void session_update_interest(struct session *s)
 {
     unsigned interest = s->t.want;
     if (session_wants_input(s))
@@ -408,7 +393,7 @@ static bool session_process_line(struct session *s)
 /* Handles what is buffered until it runs out, the output fills, or the
  * session waits for its message to be stored. Output is written as it
  * accumulates so a long pipelined batch keeps moving. */
-static void session_process(struct session *s)
+void session_process(struct session *s)
 {
     bool partial = false;
     for (;;) {
@@ -439,46 +424,6 @@ static void session_process(struct session *s)
     }
     session_use_small_input(s);
     session_flush(s);
-}
-
-/* ---- TLS ------------------------------------------------------------ */
-
-/* Called right after the 220 to STARTTLS is queued. Whatever the client
- * sent after the STARTTLS line is dropped, never read as commands (the
- * command injection of CVE-2011-0411); input stops until the handshake. */
-void session_start_tls(struct session *s)
-{
-    buffer_reset(&s->in);
-    memset(&s->lines, 0, sizeof(s->lines));
-    s->tls_starting = true;
-}
-
-/* One step of the handshake; once it is done the session goes on (and,
- * on the implicit-TLS port, is greeted). The -T clock is not reset by
- * handshake traffic: a trickled ClientHello is closed like an idle client. */
-static void session_tls_step(struct session *s)
-{
-    char why[160], desc[96];
-    switch (transport_handshake(&s->t, why, sizeof(why))) {
-    case TRANSPORT_AGAIN:
-        session_update_interest(s);
-        return;
-    case TRANSPORT_FAILED:
-        log_info("%s:%u TLS handshake failed: %s", s->ip, s->port, why);
-        session_close(s);
-        return;
-    case TRANSPORT_DONE:
-        break;
-    }
-    stats.tls_sessions++;
-    log_info("%s:%u TLS on: %s", s->ip, s->port,
-             transport_describe(&s->t, desc, sizeof(desc)));
-    s->last_activity = selector_now_ms();
-    if (s->greeting_owed) {
-        s->greeting_owed = false;
-        session_reply(s, R_GREETING, session_env.cfg->domain);
-    }
-    session_process(s);
 }
 
 /* The message is stored (or refused): read what the client sent since. */
@@ -564,21 +509,10 @@ static void session_unlink(struct session *s)
     nsessions--;
 }
 
-/* Implicit TLS: the handshake comes first, the greeting after it. */
-static int session_start_implicit_tls(struct session *s)
-{
-    if (transport_start_tls(&s->t) < 0) {
-        log_error("%s:%u cannot start TLS", s->ip, s->port);
-        return -1;
-    }
-    s->greeting_owed = true;
-    return 0;
-}
-
 static void session_start(int fd, const struct sockaddr_storage *ss, bool tls)
 {
     struct session *s = session_new(fd, ss);
-    if (s == NULL || (tls && session_start_implicit_tls(s) < 0)) {
+    if (s == NULL || (tls && session_tls_implicit(s) < 0)) {
         if (s)
             transport_close(&s->t);
         free(s);

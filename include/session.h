@@ -110,6 +110,16 @@ void session_shutdown_all(void);            /* SIGTERM */
 void session_close_all(void);               /* the shutdown deadline */
 size_t session_count(void);
 
+/* session.c, for session_tls.c: the session's own I/O steps */
+void session_process(struct session *s);    /* handle input, write output */
+void session_update_interest(struct session *s);
+void session_close(struct session *s);      /* frees it (via on_close) */
+
+/* session_tls.c */
+void session_tls_begin(struct session *s);  /* STARTTLS: the 220 is out */
+void session_tls_step(struct session *s);   /* one handshake step */
+int session_tls_implicit(struct session *s);    /* implicit-TLS port: 0/-1 */
+
 /* commands.c */
 void commands_dispatch(struct session *s, char *line, size_t len);
 void commands_auth_line(struct session *s, char *line, size_t len);
