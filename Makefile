@@ -132,6 +132,12 @@ test: test-deps all unit e2e-epoll e2e-select e2e-asan
 bench: all
 	bench/run.sh
 
+# The TLS load generator (docs/benchmarks.md section 7); not part of test.
+build/bench/tlsload: bench/tlsload.c
+	mkdir -p build/bench
+	$(CC) -std=c11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE $< -o $@ \
+	  $(shell pkg-config --cflags --libs openssl) -lpthread
+
 # ---- fuzzing (clang + libFuzzer; docs/reliability.md) -----------------
 FUZZ_CC    ?= clang
 FUZZ_FLAGS  = -std=c11 -D_GNU_SOURCE -Iinclude -g -O1 \

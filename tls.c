@@ -6,6 +6,8 @@
  * that includes OpenSSL headers. Errors come back as results, never exits.
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -285,6 +287,11 @@ int tls_attach(struct transport *t)
     if (c->ssl == NULL || SSL_set_fd(c->ssl, t->fd) != 1)
         goto fail;
     SSL_set_accept_state(c->ssl);
+    /* A TLS exchange is several small writes in a row (the handshake's
+     * flights, session tickets, then the reply): with Nagle each later
+     * one would wait for the client's delayed ACK, some 40 ms a time. */
+    int on = 1;
+    setsockopt(t->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
     t->ops = &tls_ops;
     t->conn = c;
     t->handshaking = true;
