@@ -35,7 +35,7 @@ static SSL_CTX *tls_ctx;            /* NULL: no certificate configured */
 /* The reason of the last OpenSSL error, short ("no start line"). */
 static const char *tls_error_reason(void)
 {
-    unsigned long e = ERR_peek_last_error();
+    unsigned long e = ERR_peek_error();     /* the first: the root cause */
     const char *r = e ? ERR_reason_error_string(e) : NULL;
     return r ? r : "unknown error";
 }
@@ -77,11 +77,11 @@ static SSL_CTX *tls_load(const char *cert, const char *key, char *err, size_t le
     if (ctx == NULL)
         snprintf(err, len, "cannot set up TLS: %s", tls_error_reason());
     else if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
-        snprintf(err, len, "--tls-cert %s: not a PEM certificate: %s", cert,
-                 tls_error_reason());
+        snprintf(err, len, "--tls-cert %s: cannot load the certificate: %s",
+                 cert, tls_error_reason());
     else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
-        snprintf(err, len, "--tls-key %s: not a PEM private key: %s", key,
-                 tls_error_reason());
+        snprintf(err, len, "--tls-key %s: cannot use it with the certificate "
+                 "%s: %s", key, cert, tls_error_reason());
     else if (SSL_CTX_check_private_key(ctx) != 1)
         snprintf(err, len, "--tls-key %s does not match the certificate %s",
                  key, cert);
