@@ -12,10 +12,10 @@ SELECTOR  ?= epoll
 OPT       ?= -O2 -g
 SAN       ?=
 TLS       ?= 1
-ifeq ($(TLS),0)
-BUILD     ?= build/$(SELECTOR)-notls
-else
-BUILD     ?= build/$(SELECTOR)
+# builds without TLS keep their objects apart: build/epoll-notls, ...
+TLS_SUFFIX = $(if $(filter 0,$(TLS)),-notls,)
+BUILD     ?= build/$(SELECTOR)$(TLS_SUFFIX)
+ifneq ($(TLS),0)
 OPENSSL_CFLAGS := $(shell pkg-config --cflags openssl 2>/dev/null)
 OPENSSL_LIBS   := $(shell pkg-config --libs openssl 2>/dev/null || echo MISSING)
 ifeq ($(OPENSSL_LIBS),MISSING)
@@ -98,7 +98,8 @@ $(DEMO_TLS)/cert.pem:
 # ---- tests ------------------------------------------------------------
 
 # python3-pytest, swaks, curl, msmtp, dovecot-imapd, clang + libFuzzer,
-# valgrind, groff: installed with apt-get when missing (e2e/deps.sh).
+# valgrind, groff, libssl-dev, pkg-config, openssl and swaks's Perl TLS and
+# IPv6 modules: installed with apt-get when missing (e2e/deps.sh).
 test-deps:
 	@sh e2e/deps.sh
 
@@ -107,22 +108,26 @@ unit: $(addprefix $(BUILD)/tests/,$(UNIT_TESTS))
 
 E2E = $(PYTHON) -m pytest -q -p no:cacheprovider e2e
 
+# epoll and ASan with TLS (unless make TLS=0 test), select always without:
+# both builds are tested; the TLS tests skip on the one without, saying so.
+EPOLL_DIR = build/epoll$(TLS_SUFFIX)
+ASAN_DIR  = build/asan$(TLS_SUFFIX)
+
 e2e-epoll:
-	$(MAKE) SELECTOR=epoll TLS=1 BUILD=build/epoll build/epoll/smtpd build/epoll/manager
-	SMTPD_BIN=$(CURDIR)/build/epoll/smtpd MANAGER_BIN=$(CURDIR)/build/epoll/manager $(E2E)
-# select without TLS: the pure POSIX build is tested too (TLS tests skip)
+	$(MAKE) SELECTOR=epoll TLS=$(TLS) BUILD=$(EPOLL_DIR) $(EPOLL_DIR)/smtpd $(EPOLL_DIR)/manager
+	SMTPD_BIN=$(CURDIR)/$(EPOLL_DIR)/smtpd MANAGER_BIN=$(CURDIR)/$(EPOLL_DIR)/manager $(E2E)
 e2e-select:
 	$(MAKE) SELECTOR=select TLS=0 BUILD=build/select-notls \
 	  build/select-notls/smtpd build/select-notls/manager
 	SMTPD_BIN=$(CURDIR)/build/select-notls/smtpd \
 	MANAGER_BIN=$(CURDIR)/build/select-notls/manager $(E2E)
 e2e-asan:
-	$(MAKE) SELECTOR=epoll TLS=1 BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	$(MAKE) SELECTOR=epoll TLS=$(TLS) BUILD=$(ASAN_DIR) OPT="-O1 -g -fno-omit-frame-pointer" \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" \
-	  build/asan/smtpd build/asan/manager unit
+	  $(ASAN_DIR)/smtpd $(ASAN_DIR)/manager unit
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=86 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=87 \
-	SMTPD_BIN=$(CURDIR)/build/asan/smtpd MANAGER_BIN=$(CURDIR)/build/asan/manager \
+	SMTPD_BIN=$(CURDIR)/$(ASAN_DIR)/smtpd MANAGER_BIN=$(CURDIR)/$(ASAN_DIR)/manager \
 	SMTPD_SANITIZED=1 $(E2E)
 
 test: test-deps all unit e2e-epoll e2e-select e2e-asan
