@@ -52,6 +52,16 @@ static bool tls_file_readable(const char *path, const char *what, char *err,
     return true;
 }
 
+/* A TLS 1.2 client that starts a second handshake is refused by OpenSSL
+ * (SSL_OP_NO_RENEGOTIATION) with a no_renegotiation alert; said here, so
+ * the log tells why the session ends. */
+static void tls_on_info(const SSL *ssl, int where, int ret)
+{
+    if ((where & SSL_CB_WRITE_ALERT) && (ret & 0xff) == SSL_AD_NO_RENEGOTIATION)
+        log_info("TLS on fd %d: the client asked to renegotiate, refused",
+                 SSL_get_fd(ssl));
+}
+
 /* Protocol floor, no client renegotiation, small idle sessions. */
 static SSL_CTX *tls_ctx_new(void)
 {
@@ -65,6 +75,7 @@ static SSL_CTX *tls_ctx_new(void)
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE
                      | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_info_callback(ctx, tls_on_info);
     return ctx;
 }
 

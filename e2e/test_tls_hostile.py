@@ -197,6 +197,7 @@ def test_renegotiation_refused(start_server, certs):
             proc.wait()
     assert b"RENEGOTIATING" in out, out[-2000:]
     assert b"no renegotiation" in out, out[-2000:]
+    wait_log(srv, "the client asked to renegotiate, refused")
     wait_log(srv, "TLS error on fd ")
     assert_no_fd_leak(srv, before)
     still_serves(srv)
