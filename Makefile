@@ -1,15 +1,29 @@
 # smtpd - build, run and test.  `make`, `make run`, `make test` (README.md).
 #
 #   make SELECTOR=select     build with the select() backend (default epoll)
-#   make test                unit tests + e2e suite on epoll, select and an
-#                            ASan+UBSan build
+#   make TLS=0               build without OpenSSL: no STARTTLS, no --smtps-port
+#                            (its objects go to build/<selector>-notls)
+#   make test                unit tests + e2e suite on epoll with TLS, select
+#                            without TLS and an ASan+UBSan build with TLS
 #   make fuzz                run the libFuzzer harnesses for a while
 
 CC        ?= cc
 SELECTOR  ?= epoll
 OPT       ?= -O2 -g
 SAN       ?=
-BUILD     ?= build/$(SELECTOR)
+TLS       ?= 1
+# builds without TLS keep their objects apart: build/epoll-notls, ...
+TLS_SUFFIX = $(if $(filter 0,$(TLS)),-notls,)
+BUILD     ?= build/$(SELECTOR)$(TLS_SUFFIX)
+ifneq ($(TLS),0)
+OPENSSL_CFLAGS := $(shell pkg-config --cflags openssl 2>/dev/null)
+OPENSSL_LIBS   := $(shell pkg-config --libs openssl 2>/dev/null || echo MISSING)
+ifeq ($(OPENSSL_LIBS),MISSING)
+$(error OpenSSL not found by pkg-config: apt-get install libssl-dev pkg-config, or make TLS=0)
+endif
+CPPFLAGS  += -DSMTPD_TLS $(OPENSSL_CFLAGS)
+TLS_LIBS   = $(OPENSSL_LIBS)
+endif
 CPPFLAGS  += -D_GNU_SOURCE -Iinclude
 CFLAGS    += -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
              -Wmissing-prototypes $(OPT) $(SAN)
@@ -18,9 +32,12 @@ LDLIBS    += -lpthread
 PYTHON    ?= /usr/bin/python3
 PORT_ARGS ?=
 
-SERVER_SRC = smtpd.c session.c commands.c delivery.c auth.c reply.c parser.c \
+SERVER_SRC = smtpd.c session.c session_tls.c commands.c delivery.c auth.c reply.c parser.c \
              maildir.c committer.c transform.c monitor.c buffer.c args.c \
-             log.c stats.c errpipe.c selector.c selector_$(SELECTOR).c
+             log.c stats.c errpipe.c selector.c selector_$(SELECTOR).c transport.c
+ifneq ($(TLS),0)
+SERVER_SRC += tls.c
+endif
 SERVER_OBJ = $(SERVER_SRC:%.c=$(BUILD)/%.o)
 MANAGER_OBJ = $(BUILD)/manager.o
 UNIT_TESTS = $(patsubst tests/%.c,%,$(wildcard tests/unit_*.c))
@@ -34,14 +51,16 @@ LIB_OBJ    = $(filter-out $(BUILD)/smtpd.o,$(SERVER_OBJ))
 
 all: smtpd manager
 
-# rm first: cp onto a binary that is running fails with "Text file busy"
+# rm first: cp onto a binary that is running fails with "Text file busy".
+# Phony, so that `make TLS=0` after `make` (or back) really swaps the copy.
+.PHONY: smtpd manager
 smtpd: $(BUILD)/smtpd
 	rm -f $@ && cp $< $@
 manager: $(BUILD)/manager
 	rm -f $@ && cp $< $@
 
 $(BUILD)/smtpd: $(SERVER_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(TLS_LIBS) $(LDLIBS)
 $(BUILD)/manager: $(MANAGER_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -50,19 +69,37 @@ $(BUILD)/%.o: %.c $(wildcard include/*.h) | $(BUILD)
 $(BUILD)/tests/%.o: tests/%.c $(wildcard include/*.h tests/*.h) | $(BUILD)/tests
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(TLS_LIBS) $(LDLIBS)
 
 $(BUILD) $(BUILD)/tests:
 	mkdir -p $@
 
-# The demo user of `make run` (README.md): demo / demo.
-run: all
-	./smtpd -u demo:demo $(PORT_ARGS)
+# The demo user of `make run` (README.md): demo / demo. With TLS, a
+# self-signed demo certificate (ECDSA P-256) is made once in build/demo-tls
+# and the server offers STARTTLS on 2525 and implicit TLS on 4650.
+DEMO_TLS  = build/demo-tls
+ifeq ($(TLS),0)
+RUN_TLS_ARGS =
+else
+RUN_TLS_ARGS = --tls-cert $(DEMO_TLS)/cert.pem --tls-key $(DEMO_TLS)/key.pem \
+               --smtps-port 4650
+endif
+
+run: all $(if $(filter 0,$(TLS)),,$(DEMO_TLS)/cert.pem)
+	./smtpd -u demo:demo $(RUN_TLS_ARGS) $(PORT_ARGS)
+
+$(DEMO_TLS)/cert.pem:
+	mkdir -p $(DEMO_TLS)
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	  -keyout $(DEMO_TLS)/key.pem -out $@ -days 825 -subj /CN=localhost \
+	  -addext subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1
+	chmod 600 $(DEMO_TLS)/key.pem
 
 # ---- tests ------------------------------------------------------------
 
 # python3-pytest, swaks, curl, msmtp, dovecot-imapd, clang + libFuzzer,
-# valgrind, groff: installed with apt-get when missing (e2e/deps.sh).
+# valgrind, groff, libssl-dev, pkg-config, openssl and swaks's Perl TLS and
+# IPv6 modules: installed with apt-get when missing (e2e/deps.sh).
 test-deps:
 	@sh e2e/deps.sh
 
@@ -71,19 +108,26 @@ unit: $(addprefix $(BUILD)/tests/,$(UNIT_TESTS))
 
 E2E = $(PYTHON) -m pytest -q -p no:cacheprovider e2e
 
+# epoll and ASan with TLS (unless make TLS=0 test), select always without:
+# both builds are tested; the TLS tests skip on the one without, saying so.
+EPOLL_DIR = build/epoll$(TLS_SUFFIX)
+ASAN_DIR  = build/asan$(TLS_SUFFIX)
+
 e2e-epoll:
-	$(MAKE) SELECTOR=epoll BUILD=build/epoll build/epoll/smtpd build/epoll/manager
-	SMTPD_BIN=$(CURDIR)/build/epoll/smtpd MANAGER_BIN=$(CURDIR)/build/epoll/manager $(E2E)
+	$(MAKE) SELECTOR=epoll TLS=$(TLS) BUILD=$(EPOLL_DIR) $(EPOLL_DIR)/smtpd $(EPOLL_DIR)/manager
+	SMTPD_BIN=$(CURDIR)/$(EPOLL_DIR)/smtpd MANAGER_BIN=$(CURDIR)/$(EPOLL_DIR)/manager $(E2E)
 e2e-select:
-	$(MAKE) SELECTOR=select BUILD=build/select build/select/smtpd build/select/manager
-	SMTPD_BIN=$(CURDIR)/build/select/smtpd MANAGER_BIN=$(CURDIR)/build/select/manager $(E2E)
+	$(MAKE) SELECTOR=select TLS=0 BUILD=build/select-notls \
+	  build/select-notls/smtpd build/select-notls/manager
+	SMTPD_BIN=$(CURDIR)/build/select-notls/smtpd \
+	MANAGER_BIN=$(CURDIR)/build/select-notls/manager $(E2E)
 e2e-asan:
-	$(MAKE) SELECTOR=epoll BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	$(MAKE) SELECTOR=epoll TLS=$(TLS) BUILD=$(ASAN_DIR) OPT="-O1 -g -fno-omit-frame-pointer" \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" \
-	  build/asan/smtpd build/asan/manager unit
+	  $(ASAN_DIR)/smtpd $(ASAN_DIR)/manager unit
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=86 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=87 \
-	SMTPD_BIN=$(CURDIR)/build/asan/smtpd MANAGER_BIN=$(CURDIR)/build/asan/manager \
+	SMTPD_BIN=$(CURDIR)/$(ASAN_DIR)/smtpd MANAGER_BIN=$(CURDIR)/$(ASAN_DIR)/manager \
 	SMTPD_SANITIZED=1 $(E2E)
 
 test: test-deps all unit e2e-epoll e2e-select e2e-asan
@@ -92,6 +136,12 @@ test: test-deps all unit e2e-epoll e2e-select e2e-asan
 # ---- benchmarks (not part of test; docs/benchmarks.md) -----------------
 bench: all
 	bench/run.sh
+
+# The TLS load generator (docs/benchmarks.md section 7); not part of test.
+build/bench/tlsload: bench/tlsload.c
+	mkdir -p build/bench
+	$(CC) -std=c11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE $< -o $@ \
+	  $(shell pkg-config --cflags --libs openssl) -lpthread
 
 # ---- fuzzing (clang + libFuzzer; docs/reliability.md) -----------------
 FUZZ_CC    ?= clang

@@ -13,6 +13,7 @@
 
 #include "args.h"
 #include "parser.h"
+#include "tls.h"
 
 #define SMTPD_VERSION "0.1"
 
@@ -20,6 +21,8 @@ static const char usage_text[] =
     "usage: smtpd [-d DOMAIN] [-s PORT] [-p PORT] [-a ADDR]... [-m ADDR]...\n"
     "             [-f DIR] [-u USER:PASS]... [-A] [-k TOKEN] [-t CMD]\n"
     "             [-l FILE] [-L LEVEL] [-c N] [-z BYTES] [-T SECONDS] [-v] [-h]\n"
+    "             [--tls-cert FILE [--tls-key FILE] [--smtps-port PORT]\n"
+    "              [--require-tls]]\n"
     "\n"
     "  -d DOMAIN     local mail domain, also the greeting name (localhost)\n"
     "  -s PORT       SMTP TCP port (2525)\n"
@@ -38,7 +41,23 @@ static const char usage_text[] =
     "  -T SECONDS    idle timeout per command and DATA read; longest\n"
     "                transformation run (300)\n"
     "  -v            print the version and exit\n"
-    "  -h            print this help and exit\n";
+    "  -h            print this help and exit\n"
+    "  --tls-cert FILE    PEM certificate (chain): offer STARTTLS; AUTH only\n"
+    "                     inside TLS; reloaded on SIGHUP (none)\n"
+    "  --tls-key FILE     PEM private key (the --tls-cert file)\n"
+    "  --smtps-port PORT  also listen for implicit TLS on PORT (none)\n"
+    "  --require-tls      refuse MAIL before STARTTLS (530 5.7.0)\n";
+
+/* Long options have no letter: their values start above any char. */
+enum { OPT_TLS_CERT = 256, OPT_TLS_KEY, OPT_SMTPS_PORT, OPT_REQUIRE_TLS };
+
+static const struct option long_options[] = {
+    { "tls-cert",    required_argument, NULL, OPT_TLS_CERT },
+    { "tls-key",     required_argument, NULL, OPT_TLS_KEY },
+    { "smtps-port",  required_argument, NULL, OPT_SMTPS_PORT },
+    { "require-tls", no_argument,       NULL, OPT_REQUIRE_TLS },
+    { NULL, 0, NULL, 0 },
+};
 
 static _Noreturn void args_die(const char *fmt, const char *value)
 {
@@ -172,7 +191,16 @@ static void args_option(struct config *cfg, int opt, char *arg)
     case 'c': cfg->max_clients = (unsigned)args_number(arg, 1, 1000000, "bad client limit '%s'"); break;
     case 'z': cfg->max_size = args_number(arg, 1, UINT64_MAX / 2, "bad size limit '%s'"); break;
     case 'T': cfg->timeout_s = (unsigned)args_number(arg, 1, 86400, "bad timeout '%s'"); break;
-    case 'v': printf("smtpd %s\n", SMTPD_VERSION); exit(0);
+    case 'v':
+        if (TLS_BUILT)
+            printf("smtpd %s (TLS: %s)\n", SMTPD_VERSION, tls_library());
+        else
+            printf("smtpd %s (built without TLS)\n", SMTPD_VERSION);
+        exit(0);
+    case OPT_TLS_CERT:    cfg->tls_cert = arg; break;
+    case OPT_TLS_KEY:     cfg->tls_key = arg; break;
+    case OPT_SMTPS_PORT:  cfg->smtps_port = (uint16_t)args_number(arg, 1, 65535, "bad --smtps-port '%s'"); break;
+    case OPT_REQUIRE_TLS: cfg->require_tls = 1; break;
     case 'h': fputs(usage_text, stdout); exit(0);
     default:
         fputs(usage_text, stderr);
@@ -180,12 +208,33 @@ static void args_option(struct config *cfg, int opt, char *arg)
     }
 }
 
+/* The TLS options need each other, and a build with TLS. */
+static void args_check_tls(const struct config *cfg)
+{
+    bool any = cfg->tls_cert || cfg->tls_key || cfg->smtps_port || cfg->require_tls;
+    if (any && !TLS_BUILT)
+        args_die("TLS options given, but this smtpd is built without TLS%s", "");
+    if (cfg->tls_key && !cfg->tls_cert)
+        args_die("--tls-key needs --tls-cert%s", "");
+    if (cfg->smtps_port && !cfg->tls_cert)
+        args_die("--smtps-port needs --tls-cert%s", "");
+    if (cfg->require_tls && !cfg->tls_cert)
+        args_die("--require-tls needs --tls-cert%s", "");
+    if (cfg->smtps_port && cfg->smtps_port == cfg->smtp_port)
+        args_die("--smtps-port is the same as the SMTP port%s", "");
+}
+
 void args_parse(int argc, char **argv, struct config *cfg)
 {
     args_defaults(cfg);
     opterr = 0;
     int opt;
-    while ((opt = getopt(argc, argv, ":d:s:p:a:m:f:u:Ak:t:l:L:c:z:T:vh")) != -1) {
+    while ((opt = getopt_long(argc, argv, ":d:s:p:a:m:f:u:Ak:t:l:L:c:z:T:vh",
+                              long_options, NULL)) != -1) {
+        if (opt == ':' && optopt >= 256)
+            args_die("option %s needs a value", argv[optind - 1]);
+        if (opt == '?' && (optopt == 0 || optopt >= 256))
+            args_die("bad option %s", argv[optind - 1]);
         if (opt == '?') {
             char bad[2] = { (char)optopt, '\0' };
             args_die("unknown option -%s", bad);
@@ -198,6 +247,7 @@ void args_parse(int argc, char **argv, struct config *cfg)
     }
     if (optind < argc)
         args_die("unexpected argument '%s'", argv[optind]);
+    args_check_tls(cfg);
 }
 
 void args_free(struct config *cfg)

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "session.h"
 #include "stats.h"
+#include "tls.h"
 
 #define ST_COMMAND (ST_CONNECTED | ST_READY | ST_MAIL | ST_RCPT)
 #define VRFY_MAX_CANDIDATES 10
@@ -33,7 +34,8 @@ enum {
 };
 
 static command_fn cmd_helo, cmd_ehlo, cmd_mail, cmd_rcpt, cmd_data, cmd_rset,
-    cmd_noop, cmd_quit, cmd_vrfy, cmd_help, cmd_expn, cmd_auth, cmd_unknown;
+    cmd_noop, cmd_quit, cmd_vrfy, cmd_help, cmd_expn, cmd_auth, cmd_starttls,
+    cmd_unknown;
 
 static const struct command_row commands[] = {
     { VERB_HELO, ST_COMMAND,        R_BAD_SEQUENCE, 0,              cmd_helo },
@@ -48,6 +50,7 @@ static const struct command_row commands[] = {
     { VERB_HELP, ST_COMMAND,        R_BAD_SEQUENCE, 0,              cmd_help },
     { VERB_EXPN, ST_COMMAND,        R_BAD_SEQUENCE, 0,              cmd_expn },
     { VERB_AUTH, ST_READY,          R_BAD_SEQUENCE, 0,              cmd_auth },
+    { VERB_STARTTLS, ST_COMMAND,    R_BAD_SEQUENCE, 0,              cmd_starttls },
     { VERB_UNKNOWN, ST_COMMAND,     R_UNKNOWN_VERB, 0,              cmd_unknown },
 };
 
@@ -96,17 +99,26 @@ static void cmd_helo(struct session *s, const struct smtp_command *cmd)
         session_reply(s, R_HELO, session_env.cfg->domain);
 }
 
+/* With a certificate, passwords travel only inside TLS. */
+static bool auth_allowed_now(const struct session *s)
+{
+    return !tls_enabled() || s->t.secure;
+}
+
 static void cmd_ehlo(struct session *s, const struct smtp_command *cmd)
 {
     if (greet(s, cmd, true) < 0)
         return;
     const struct config *cfg = session_env.cfg;
+    bool auth = cfg->n_users && auth_allowed_now(s);
+    bool starttls = tls_enabled() && !s->t.secure;
     char text[SESSION_REPLY_MAX];
     int n = snprintf(text, sizeof(text),
                      "250-%s\r\n250-PIPELINING\r\n250-SIZE %llu\r\n"
-                     "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n%s250 HELP\r\n",
+                     "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n%s%s250 HELP\r\n",
                      cfg->domain, (unsigned long long)cfg->max_size,
-                     cfg->n_users ? "250-AUTH PLAIN LOGIN\r\n" : "");
+                     auth ? "250-AUTH PLAIN LOGIN\r\n" : "",
+                     starttls ? "250-STARTTLS\r\n" : "");
     session_reply_raw(s, text, (size_t)n);
     s->errors = 0;
 }
@@ -130,6 +142,10 @@ static char *path_to_string(const struct smtp_path *path)
 
 static void cmd_mail(struct session *s, const struct smtp_command *cmd)
 {
+    if (session_env.cfg->require_tls && !s->t.secure) {
+        session_reply(s, R_TLS_REQUIRED);
+        return;
+    }
     if (session_env.cfg->require_auth && s->auth_user == NULL) {
         session_reply(s, R_AUTH_REQUIRED);
         return;
@@ -313,6 +329,33 @@ static void cmd_unknown(struct session *s, const struct smtp_command *cmd)
     session_reply(s, R_UNKNOWN_VERB);
 }
 
+/* RFC 3207: without a certificate STARTTLS is not a command at all. After
+ * the handshake the session starts over, as if just greeted. */
+static void cmd_starttls(struct session *s, const struct smtp_command *cmd)
+{
+    if (!tls_enabled()) {
+        session_reply(s, R_UNKNOWN_VERB);
+        return;
+    }
+    if (s->t.secure) {
+        session_reply(s, R_BAD_SEQUENCE);
+        return;
+    }
+    if (cmd->arg_len > 0) {
+        session_reply(s, R_NO_ARGS_ALLOWED);
+        return;
+    }
+    session_reply(s, R_TLS_GO);
+    session_reset_transaction(s);
+    free(s->helo);
+    s->helo = NULL;
+    s->esmtp = false;
+    free(s->auth_user);
+    s->auth_user = NULL;
+    session_set_state(s, ST_CONNECTED);
+    session_start_tls(s);
+}
+
 /* VRFY user | user@domain | <user@domain>: the local-part, or NULL when
  * the argument names another domain or is not an address at all. */
 static char *vrfy_local_part(const char *arg, enum reply_id *why)
@@ -485,6 +528,10 @@ void commands_auth_line(struct session *s, char *line, size_t len)
 
 static void cmd_auth(struct session *s, const struct smtp_command *cmd)
 {
+    if (!auth_allowed_now(s)) {
+        session_reply(s, R_AUTH_NEEDS_TLS);
+        return;
+    }
     if (cmd->arg_len == 0) {
         session_reply(s, R_BAD_ARGS);
         return;

@@ -21,7 +21,7 @@ static enum reply_id delivery_error_reply(int err)
     return (err == ENOSPC || err == EDQUOT) ? R_NO_SPACE : R_LOCAL_ERROR;
 }
 
-/* "Received:" per RFC 5321 4.4, with SMTP/ESMTP/ESMTPA (RFC 3848). */
+/* "Received:" per RFC 5321 4.4, with SMTP/ESMTP[S][A] (RFC 3848). */
 static int delivery_trace_headers(struct session *s)
 {
     char date[64], helo[256], head[1024];
@@ -30,7 +30,8 @@ static int delivery_trace_headers(struct session *s)
     localtime_r(&now, &tm);
     strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
     log_escape(helo, sizeof(helo), s->helo ? s->helo : "unknown");
-    const char *with = s->auth_user ? "ESMTPA" : s->esmtp ? "ESMTP" : "SMTP";
+    const char *with = s->auth_user ? (s->t.secure ? "ESMTPSA" : "ESMTPA")
+                       : s->esmtp ? (s->t.secure ? "ESMTPS" : "ESMTP") : "SMTP";
     char for_rcpt[SMTP_PATH_MAX + 16] = "";
     if (s->nrcpts == 1)
         snprintf(for_rcpt, sizeof(for_rcpt), " for <%s>", s->rcpts[0]);
@@ -95,14 +96,15 @@ void delivery_body(struct session *s, const uint8_t *p, size_t n)
 static void delivery_log(struct session *s, const char *id, uint64_t size,
                          const char *result)
 {
-    char helo[256], rcpts[1024];
+    char helo[256], rcpts[1024], tls[96];
     size_t o = 0;
     rcpts[0] = '\0';
     for (size_t i = 0; i < s->nrcpts && o < sizeof(rcpts); i++)
         o += (size_t)snprintf(rcpts + o, sizeof(rcpts) - o, "%s<%s>",
                               i ? "," : "", s->rcpts[i]);
-    log_info("message id=%s client=%s:%u user=%s helo=%s from=<%s> to=%s "
-             "size=%llu result=%s", id, s->ip, s->port,
+    transport_describe(&s->t, tls, sizeof(tls));
+    log_info("message id=%s client=%s:%u tls=%s user=%s helo=%s from=<%s> to=%s "
+             "size=%llu result=%s", id, s->ip, s->port, tls[0] ? tls : "-",
              s->auth_user ? s->auth_user : "-",
              log_escape(helo, sizeof(helo), s->helo ? s->helo : ""),
              s->sender, rcpts, (unsigned long long)size, result);

@@ -66,6 +66,7 @@ static const struct manager_cmd manager_cmds[] = {
     { NULL, MON_CMD_TRANSFORM_FAILURES, "transformation failures", false, true },
     { NULL, MON_CMD_UPTIME,     "uptime seconds",          false, true },
     { NULL, MON_CMD_DROPPED,    "monitor datagrams dropped", false, true },
+    { NULL, MON_CMD_TLS_SESSIONS, "TLS sessions",          false, true },
 };
 #define MANAGER_NCMDS (sizeof manager_cmds / sizeof manager_cmds[0])
 #define MANAGER_MENU_LEN 6

@@ -94,6 +94,7 @@ static uint64_t monitor_counter(uint8_t cmd)
     case MON_CMD_TRANSFORM_FAILURES: return stats.transform_failures;
     case MON_CMD_UPTIME:             return stats_uptime();
     case MON_CMD_DROPPED:            return stats.monitor_dropped;
+    case MON_CMD_TLS_SESSIONS:       return stats.tls_sessions;
     default:                         return 0;
     }
 }

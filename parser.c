@@ -106,10 +106,14 @@ static const char *const parser_verbs[] = {
 
 static enum smtp_verb parser_find_verb(const char *line, size_t len)
 {
-    /* A verb is exactly four letters: "HELOX" is not HELO. */
+    /* The one long verb (RFC 3207); every other is exactly four letters:
+     * "HELOX" is not HELO. */
+    if (len >= 8 && (len == 8 || line[8] == ' ')
+        && parser_has_prefix(line, 8, "STARTTLS"))
+        return VERB_STARTTLS;
     if (len < 4 || (len > 4 && line[4] != ' '))
         return VERB_UNKNOWN;
-    for (int v = 0; v < VERB_UNKNOWN; v++)
+    for (int v = 0; v < VERB_STARTTLS; v++)
         if (parser_has_prefix(line, 4, parser_verbs[v]))
             return (enum smtp_verb)v;
     return VERB_UNKNOWN;
@@ -117,7 +121,7 @@ static enum smtp_verb parser_find_verb(const char *line, size_t len)
 
 void parser_command(const char *line, size_t len, struct smtp_command *cmd)
 {
-    size_t start = 4, end = len;
+    size_t start, end = len;
 
     cmd->has_nul = memchr(line, '\0', len) != NULL;
     cmd->verb = parser_find_verb(line, len);
@@ -125,6 +129,7 @@ void parser_command(const char *line, size_t len, struct smtp_command *cmd)
     cmd->arg_len = 0;
     if (cmd->verb == VERB_UNKNOWN)
         return;
+    start = cmd->verb == VERB_STARTTLS ? 8 : 4;
     while (start < len && line[start] == ' ')
         start++;
     while (end > start && line[end - 1] == ' ')

@@ -9,6 +9,7 @@
 
 const struct reply replies[R_COUNT] = {
     [R_GREETING]         = { 220, NULL,    "%s ESMTP" },
+    [R_TLS_GO]           = { 220, "2.0.0", "Ready to start TLS" },
     [R_BYE]              = { 221, "2.0.0", "Bye" },
     [R_HELO]             = { 250, NULL,    "%s" },
     [R_OKAY]               = { 250, "2.0.0", "Ok" },
@@ -46,7 +47,9 @@ const struct reply replies[R_COUNT] = {
     [R_ALREADY_AUTH]     = { 503, "5.5.1", "Already authenticated" },
     [R_AUTH_MECH]        = { 504, "5.5.4", "Unrecognized authentication mechanism" },
     [R_AUTH_REQUIRED]    = { 530, "5.7.0", "Authentication required" },
+    [R_TLS_REQUIRED]     = { 530, "5.7.0", "Must issue a STARTTLS command first" },
     [R_AUTH_FAILED]      = { 535, "5.7.8", "Authentication credentials invalid" },
+    [R_AUTH_NEEDS_TLS]   = { 538, "5.7.11", "Encryption required for requested authentication mechanism" },
     [R_NO_MAILBOX]       = { 550, "5.1.1", "No such user here" },
     [R_RELAY_DENIED]     = { 550, "5.7.1", "Relay access denied" },
     [R_TOO_BIG]          = { 552, "5.3.4", "Message too big" },

@@ -26,8 +26,6 @@ static size_t nsessions;
 static void session_on_read(struct selector_key *key);
 static void session_on_write(struct selector_key *key);
 static void session_on_close(struct selector_key *key);
-static void session_process(struct session *s);
-static void session_update_interest(struct session *s);
 
 static const struct fd_handler session_handler = {
     .on_read = session_on_read,
@@ -190,7 +188,7 @@ static void session_use_small_input(struct session *s)
 
 /* ---- I/O -------------------------------------------------------------- */
 
-static void session_close(struct session *s)
+void session_close(struct session *s)
 {
     selector_unregister(session_env.sel, s->fd);   /* -> session_on_close */
 }
@@ -200,8 +198,7 @@ static int session_write_out(struct session *s)
 {
     while (buffer_readable(&s->out) > 0) {
         size_t n = 0;
-        enum io_result r = buffer_flush(&s->out, s->fd, &n);
-        stats.bytes_transferred += n;
+        enum io_result r = transport_flush(&s->t, &s->out, &n);
         if (r == IO_AGAIN)
             return 0;
         if (r != IO_OK)
@@ -219,57 +216,90 @@ static void session_flush(struct session *s)
         session_close(s);
         return;
     }
+    if (s->tls_starting && buffer_readable(&s->out) == 0) {
+        session_tls_begin(s);
+        return;
+    }
     session_update_interest(s);
 }
 
 static bool session_wants_input(const struct session *s)
 {
-    return !s->closing && s->state != ST_WAIT
-           && buffer_space(&s->out) >= SESSION_REPLY_MAX;
+    return !s->closing && s->state != ST_WAIT && !s->tls_starting
+           && !s->t.handshaking && buffer_space(&s->out) >= SESSION_REPLY_MAX;
 }
 
-static void session_update_interest(struct session *s)
+/* The transport's own needs (TLS) come on top of the session's. */
+void session_update_interest(struct session *s)
 {
-    unsigned interest = OP_NOOP;
+    unsigned interest = s->t.want;
     if (session_wants_input(s))
         interest |= OP_READ;
-    if (buffer_readable(&s->out) > 0)
+    if (buffer_readable(&s->out) > 0 && !s->t.handshaking)
         interest |= OP_WRITE;
     selector_set_interest(session_env.sel, s->fd, interest);
+}
+
+/* One read into the input buffer: 1 when bytes came, 0 when none did,
+ * -1 when the client is gone (the session is closed). */
+static int session_read(struct session *s)
+{
+    size_t n = 0;
+    enum io_result r = transport_fill(&s->t, &s->in, &n);
+    if (r == IO_CLOSED || r == IO_ERROR) {
+        if (s->state == ST_DATA)
+            log_info("%s:%u left in the middle of DATA", s->ip, s->port);
+        session_close(s);
+        return -1;
+    }
+    if (r != IO_OK)
+        return 0;
+    /* -T bounds each DATA read, but a whole command line otherwise:
+     * a byte now and then does not keep a session alive forever. */
+    if (s->state == ST_DATA)
+        s->last_activity = selector_now_ms();
+    return 1;
 }
 
 static void session_on_read(struct selector_key *key)
 {
     struct session *s = key->data;
-    if (!session_wants_input(s))
+    if (s->t.handshaking) {
+        session_tls_step(s);
         return;
-    size_t n = 0;
-    enum io_result r = buffer_fill(&s->in, s->fd, &n);
-    stats.bytes_transferred += n;
-    if (r == IO_CLOSED || r == IO_ERROR) {
-        if (s->state == ST_DATA)
-            log_info("%s:%u left in the middle of DATA", s->ip, s->port);
+    }
+    if ((s->t.want & OP_READ) && session_write_out(s) < 0) {  /* TLS write */
         session_close(s);
         return;
     }
-    if (r == IO_OK) {
-        /* -T bounds each DATA read, but a whole command line otherwise:
-         * a byte now and then does not keep a session alive forever. */
-        if (s->state == ST_DATA)
-            s->last_activity = selector_now_ms();
-        session_process(s);
+    if (!session_wants_input(s)) {
+        session_flush(s);
+        return;
     }
+    int r = session_read(s);
+    if (r > 0)
+        session_process(s);
+    else if (r == 0)
+        session_update_interest(s);
 }
 
 static void session_on_write(struct selector_key *key)
 {
     struct session *s = key->data;
+    if (s->t.handshaking) {
+        session_tls_step(s);
+        return;
+    }
     if (session_write_out(s) < 0) {
         session_close(s);
         return;
     }
+    /* A TLS read that waited for the socket to take output. */
+    if ((s->t.want & OP_WRITE) && session_wants_input(s) && session_read(s) < 0)
+        return;
     /* Room again: pipelined commands left in the buffer may go on. */
-    if (session_wants_input(s) && buffer_readable(&s->in) > 0)
+    if (session_wants_input(s)
+        && (buffer_readable(&s->in) > 0 || transport_pending(&s->t)))
         session_process(s);
     else
         session_flush(s);
@@ -291,6 +321,12 @@ static void session_on_timer(struct selector *sel, void *data)
     uint64_t limit = session_timeout_ms();
     if (idle < limit) {
         selector_timer_set(sel, &s->timer, limit - idle);
+        return;
+    }
+    if (s->t.handshaking || s->tls_starting) {  /* no plaintext 421 now */
+        log_info("%s:%u TLS handshake not done within %u s, closing", s->ip,
+                 s->port, session_env.cfg->timeout_s);
+        session_close(s);
         return;
     }
     if (s->closing) {           /* a client that does not read its 421 */
@@ -357,7 +393,7 @@ static bool session_process_line(struct session *s)
 /* Handles what is buffered until it runs out, the output fills, or the
  * session waits for its message to be stored. Output is written as it
  * accumulates so a long pipelined batch keeps moving. */
-static void session_process(struct session *s)
+void session_process(struct session *s)
 {
     bool partial = false;
     for (;;) {
@@ -371,7 +407,19 @@ static void session_process(struct session *s)
             session_close(s);
             return;
         }
-        if (partial || !session_wants_input(s) || buffer_readable(&s->in) == 0)
+        if (!session_wants_input(s))
+            break;
+        /* TLS may hold decrypted input the selector will never report. */
+        if (transport_pending(&s->t)) {
+            int r = session_read(s);
+            if (r < 0)
+                return;
+            if (r > 0) {
+                partial = false;
+                continue;
+            }
+        }
+        if (partial || buffer_readable(&s->in) == 0)
             break;
     }
     session_use_small_input(s);
@@ -402,10 +450,15 @@ static void session_format_peer(struct session *s, const struct sockaddr_storage
     }
 }
 
-/* A refusal that needs no session: one best-effort write, then close. */
-static void session_refuse(int fd, enum reply_id id)
+/* A refusal that needs no session: one best-effort write, then close.
+ * On the implicit-TLS port a plaintext reply would only be noise. */
+static void session_refuse(int fd, enum reply_id id, bool tls)
 {
     char line[128];
+    if (tls) {
+        close(fd);
+        return;
+    }
     int n = snprintf(line, sizeof(line), "%d %s ", replies[id].code, replies[id].esc);
     n += snprintf(line + n, sizeof(line) - (size_t)n, replies[id].text,
                   session_env.cfg->domain);
@@ -423,6 +476,7 @@ static struct session *session_new(int fd, const struct sockaddr_storage *ss)
         return NULL;
     uint8_t *small = (uint8_t *)(s + 1);
     s->fd = fd;
+    transport_init(&s->t, fd);
     s->state = ST_CONNECTED;
     s->msg.fd = -1;
     s->filtered.fd = -1;
@@ -455,24 +509,31 @@ static void session_unlink(struct session *s)
     nsessions--;
 }
 
-static void session_start(int fd, const struct sockaddr_storage *ss)
+static void session_start(int fd, const struct sockaddr_storage *ss, bool tls)
 {
     struct session *s = session_new(fd, ss);
-    if (s == NULL) {
-        session_refuse(fd, R_LOCAL_ERROR);
+    if (s == NULL || (tls && session_tls_implicit(s) < 0)) {
+        if (s)
+            transport_close(&s->t);
+        free(s);
+        session_refuse(fd, R_LOCAL_ERROR, tls);
         return;
     }
     if (selector_register(session_env.sel, fd, &session_handler, OP_READ, s) < 0) {
         log_error("cannot watch client fd %d: %s", fd, strerror(errno));
+        transport_close(&s->t);
         free(s);
-        session_refuse(fd, R_TOO_MANY_CLIENTS);
+        session_refuse(fd, R_TOO_MANY_CLIENTS, tls);
         return;
     }
     session_link(s);
     stats.connections_total++;
     stats.connections_current++;
-    log_info("%s:%u connect (fd %d, %zu clients)", s->ip, s->port, fd, nsessions);
+    log_info("%s:%u connect%s (fd %d, %zu clients)", s->ip, s->port,
+             tls ? " on the TLS port" : "", fd, nsessions);
     selector_timer_set(session_env.sel, &s->timer, session_timeout_ms());
+    if (tls)
+        return;
     session_reply(s, R_GREETING, session_env.cfg->domain);
     session_flush(s);
 }
@@ -482,19 +543,19 @@ static void session_start(int fd, const struct sockaddr_storage *ss)
  * in the backlog. */
 static int reserve_fd = -1;
 
-static void session_accept_emfile(int lfd)
+static void session_accept_emfile(int lfd, bool tls)
 {
     if (reserve_fd < 0)
         return;
     close(reserve_fd);
     int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
     if (fd >= 0)
-        session_refuse(fd, R_TOO_MANY_CLIENTS);
+        session_refuse(fd, R_TOO_MANY_CLIENTS, tls);
     log_warn("out of descriptors: refused a client");
     reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
-void session_on_accept(struct selector_key *key)
+static void session_accept(struct selector_key *key, bool tls)
 {
     if (reserve_fd < 0)
         reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -505,22 +566,32 @@ void session_on_accept(struct selector_key *key)
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE)
-                session_accept_emfile(key->fd);
+                session_accept_emfile(key->fd, tls);
             else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR
                      && errno != ECONNABORTED)
                 log_warn("accept: %s", strerror(errno));
             return;
         }
         if (session_env.shutting_down) {
-            session_refuse(fd, R_SHUTDOWN);
+            session_refuse(fd, R_SHUTDOWN, tls);
         } else if (nsessions >= session_env.cfg->max_clients
                    || fd >= selector_fd_limit(session_env.sel)) {
             log_warn("refused a client: %zu connected, fd %d", nsessions, fd);
-            session_refuse(fd, R_TOO_MANY_CLIENTS);
+            session_refuse(fd, R_TOO_MANY_CLIENTS, tls);
         } else {
-            session_start(fd, &ss);
+            session_start(fd, &ss, tls);
         }
     }
+}
+
+void session_on_accept(struct selector_key *key)
+{
+    session_accept(key, false);
+}
+
+void session_on_accept_tls(struct selector_key *key)
+{
+    session_accept(key, true);
 }
 
 static void session_on_close(struct selector_key *key)
@@ -538,6 +609,7 @@ static void session_on_close(struct selector_key *key)
     free(s->auth_user);
     free(s->auth_login_user);
     free(s->in_big);
+    transport_close(&s->t);
     close(s->fd);
     free(s);
 }
@@ -552,7 +624,9 @@ void session_shutdown_all(void)
     struct session *next;
     for (struct session *s = sessions; s; s = next) {
         next = s->next;
-        if (s->state & (ST_DATA | ST_WAIT)) {
+        if (s->t.handshaking || s->tls_starting) {
+            session_close(s);
+        } else if (s->state & (ST_DATA | ST_WAIT)) {
             s->after_reply_close = true;
         } else if (!s->closing) {
             session_reply(s, R_SHUTDOWN);

@@ -22,13 +22,14 @@
 #include "selector.h"
 #include "session.h"
 #include "stats.h"
+#include "tls.h"
 #include "transform.h"
 
 #define TMP_MAX_AGE (36 * 3600)     /* stale tmp/ files (maildir(5)) */
 #define LISTEN_BACKLOG 4096
 
 static int signal_pipe[2] = { -1, -1 };
-static int listeners[ARGS_MAX_ADDRS * 2];
+static int listeners[ARGS_MAX_ADDRS * 4];
 static size_t nlisteners;
 static bool stopping;
 static struct selector_timer stop_timer;
@@ -97,6 +98,23 @@ static void begin_stop(struct selector *sel, const struct config *cfg)
     selector_timer_set(sel, &stop_timer, (uint64_t)cfg->timeout_s * 1000);
 }
 
+/* SIGHUP: the log file and the certificate (a certbot deploy hook). A bad
+ * new certificate keeps the one in use. */
+static void on_sighup(const struct config *cfg)
+{
+    if (log_reopen() < 0)
+        log_error("cannot reopen the log file: %s", strerror(errno));
+    else
+        log_info("log file reopened");
+    if (cfg->tls_cert == NULL)
+        return;
+    char err[512];
+    if (tls_configure(cfg->tls_cert, cfg->tls_key, err, sizeof(err)) < 0)
+        log_error("TLS certificate not reloaded, keeping the old one: %s", err);
+    else
+        log_info("TLS certificate reloaded from %s", cfg->tls_cert);
+}
+
 /* One read per wake-up (the selector's rule): what is left of a burst of
  * signals is read in the next turn. */
 static void on_signal_pipe(struct selector_key *key)
@@ -108,10 +126,8 @@ static void on_signal_pipe(struct selector_key *key)
         for (ssize_t i = 0; i < n; i++) {
             if (sigs[i] == SIGCHLD)
                 transform_reap();
-            else if (sigs[i] == SIGHUP && log_reopen() < 0)
-                log_error("cannot reopen the log file: %s", strerror(errno));
             else if (sigs[i] == SIGHUP)
-                log_info("log file reopened");
+                on_sighup(cfg);
             else if (sigs[i] == SIGTERM || sigs[i] == SIGINT)
                 begin_stop(key->s, cfg);
         }
@@ -128,6 +144,9 @@ static const struct fd_handler signal_handler = {
 };
 static const struct fd_handler listen_handler = {
     .on_read = session_on_accept, .on_close = on_close_fd,
+};
+static const struct fd_handler listen_tls_handler = {
+    .on_read = session_on_accept_tls, .on_close = on_close_fd,
 };
 
 /* ---- start-up ------------------------------------------------------- */
@@ -161,7 +180,8 @@ static void prepare_mailboxes(const struct config *cfg)
         log_info("removed %d stale files from tmp/", removed);
 }
 
-static int listen_on(struct selector *sel, const char *addr, uint16_t port)
+static int listen_on(struct selector *sel, const char *addr, uint16_t port,
+                     const struct fd_handler *handler)
 {
     struct addrinfo hints = { .ai_flags = AI_NUMERICHOST | AI_PASSIVE,
                               .ai_socktype = SOCK_STREAM };
@@ -179,7 +199,7 @@ static int listen_on(struct selector *sel, const char *addr, uint16_t port)
     }
     if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0
         || listen(fd, LISTEN_BACKLOG) < 0
-        || selector_register(sel, fd, &listen_handler, OP_READ, NULL) < 0) {
+        || selector_register(sel, fd, handler, OP_READ, NULL) < 0) {
         int saved = errno;
         if (fd >= 0)
             close(fd);
@@ -195,21 +215,56 @@ static int listen_on(struct selector *sel, const char *addr, uint16_t port)
 
 /* Explicit -a addresses must all work; of the default pair, one will do
  * (a machine without IPv6 still serves IPv4). */
-static int open_listeners(struct selector *sel, const struct config *cfg)
+static int open_port(struct selector *sel, const struct config *cfg,
+                     uint16_t port, const struct fd_handler *handler)
 {
     static const char *const any[] = { "0.0.0.0", "::" };
     bool explicit = cfg->n_smtp_addrs > 0;
     const char *const *addrs = explicit ? cfg->smtp_addrs : any;
-    size_t n = explicit ? cfg->n_smtp_addrs : 2;
+    size_t n = explicit ? cfg->n_smtp_addrs : 2, opened = 0;
     for (size_t i = 0; i < n; i++) {
-        if (listen_on(sel, addrs[i], cfg->smtp_port) == 0)
+        if (listen_on(sel, addrs[i], port, handler) == 0) {
+            opened++;
             continue;
-        log_error("cannot listen on %s port %u: %s", addrs[i], cfg->smtp_port,
+        }
+        log_error("cannot listen on %s port %u: %s", addrs[i], port,
                   strerror(errno));
         if (explicit)
             return -1;
     }
-    return nlisteners > 0 ? 0 : -1;
+    return opened > 0 ? 0 : -1;
+}
+
+/* The SMTP port, and the implicit-TLS port on the same addresses. */
+static int open_listeners(struct selector *sel, const struct config *cfg)
+{
+    if (open_port(sel, cfg, cfg->smtp_port, &listen_handler) < 0)
+        return -1;
+    if (cfg->smtps_port)
+        return open_port(sel, cfg, cfg->smtps_port, &listen_tls_handler);
+    return 0;
+}
+
+/* --tls-cert: loaded before any socket opens; a bad pair exits 2. Without
+ * it, passwords would cross a network in clear: say so. */
+static void prepare_tls(const struct config *cfg)
+{
+    char err[512];
+    if (cfg->tls_cert && tls_configure(cfg->tls_cert, cfg->tls_key, err,
+                                       sizeof(err)) < 0) {
+        fprintf(stderr, "smtpd: %s\n", err);
+        exit(2);
+    }
+    if (cfg->tls_cert || cfg->n_users == 0)
+        return;
+    bool public = cfg->n_smtp_addrs == 0;
+    for (size_t i = 0; i < cfg->n_smtp_addrs; i++)
+        if (strcmp(cfg->smtp_addrs[i], "::1") != 0
+            && strncmp(cfg->smtp_addrs[i], "127.", 4) != 0)
+            public = true;
+    if (public)
+        log_warn("AUTH is offered without TLS on a non-loopback address: "
+                 "passwords cross the network in clear (use --tls-cert)");
 }
 
 static void on_committer(struct selector_key *key)
@@ -253,6 +308,7 @@ int main(int argc, char **argv)
     args_parse(argc, argv, &cfg);
     if (log_open(cfg.log_file, cfg.log_level) < 0)
         die_startup("cannot open log file", cfg.log_file);
+    prepare_tls(&cfg);
     prepare_mailboxes(&cfg);
     stats_init();
     signals_install();
@@ -275,6 +331,12 @@ int main(int argc, char **argv)
     }
     log_info("smtpd ready: domain %s, SMTP port %u, monitor port %u, %s backend",
              cfg.domain, cfg.smtp_port, cfg.monitor_port, selector_backend_name());
+    if (cfg.smtps_port)
+        log_info("TLS: STARTTLS on port %u, implicit TLS on port %u, "
+                 "certificate %s", cfg.smtp_port, cfg.smtps_port, cfg.tls_cert);
+    else if (cfg.tls_cert)
+        log_info("TLS: STARTTLS on port %u, certificate %s", cfg.smtp_port,
+                 cfg.tls_cert);
     int rc = serve(&cfg, sel, c);
 
     monitor_close(sel);
@@ -282,6 +344,7 @@ int main(int argc, char **argv)
     committer_free(c);
     selector_destroy(sel);
     close(signal_pipe[1]);
+    tls_cleanup();
     log_close();
     args_free(&cfg);
     return rc;

@@ -335,7 +335,7 @@ def dot_stuff(body):
 
 RECEIVED_RE = re.compile(
     r"^Received: from (?P<helo>\S+) \(\[(?P<ip>[^\]]+)\]\) by (?P<domain>\S+)"
-    r" with (?P<proto>SMTP|ESMTP|ESMTPA) id (?P<id>[A-Za-z0-9]{1,32})"
+    r" with (?P<proto>SMTP|ESMTPS?A?) id (?P<id>[A-Za-z0-9]{1,32})"
     r"(?: for <(?P<rcpt>[^>]*)>)?; (?P<date>.+)$")
 
 

@@ -18,6 +18,14 @@ command -v valgrind >/dev/null || missing="$missing valgrind"
 command -v groff >/dev/null || missing="$missing groff"
 command -v dot >/dev/null || missing="$missing graphviz"
 command -v strace >/dev/null || missing="$missing strace"
+# TLS: the library and its build helper, the openssl command line (test
+# certificates, s_client), and the Perl TLS module swaks --tls needs
+[ -f /usr/include/openssl/ssl.h ] || missing="$missing libssl-dev"
+command -v pkg-config >/dev/null || missing="$missing pkg-config"
+command -v openssl >/dev/null || missing="$missing openssl"
+perl -MNet::SSLeay -e 1 2>/dev/null || missing="$missing libnet-ssleay-perl"
+# swaks -6 needs it; it is only a Recommends of swaks
+perl -MIO::Socket::INET6 -e 1 2>/dev/null || missing="$missing libio-socket-inet6-perl"
 [ -z "$missing" ] && exit 0
 
 if [ "$(id -u)" != 0 ]; then

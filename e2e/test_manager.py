@@ -17,7 +17,7 @@ STATS_LABELS = ["historical connections", "concurrent connections",
                 "bytes transferred", "transformations", "messages delivered",
                 "recipients delivered", "recipients rejected",
                 "auth failures", "transformation failures", "uptime seconds",
-                "monitor datagrams dropped"]
+                "monitor datagrams dropped", "TLS sessions"]
 
 
 def manager(*args, stdin=None, timeout=15):

@@ -19,10 +19,10 @@ BODY = b"From: a@b.test\r\nSubject: monitor\r\n\r\nsome Mixed case text\r\n"
 # commands
 HIST, CONC, BYTES, STATUS, ON, OFF = range(6)
 MESSAGES, RECIPIENTS, RCPT_REJECTED, AUTH_FAILURES, TR_FAILURES, UPTIME, \
-    DROPPED = range(6, 13)
+    DROPPED, TLS_SESSIONS = range(6, 14)
 COUNTERS = [HIST, CONC, BYTES, MESSAGES, RECIPIENTS, RCPT_REJECTED,
-            AUTH_FAILURES, TR_FAILURES, UPTIME, DROPPED]
-N_COMMANDS = 13     # 0x00 .. 0x0C; the next code is unknown
+            AUTH_FAILURES, TR_FAILURES, UPTIME, DROPPED, TLS_SESSIONS]
+N_COMMANDS = 14     # 0x00 .. 0x0D; the next code is unknown
 # statuses
 OK, BAD_VERSION, AUTH_FAILED, BAD_COMMAND, BAD_LENGTH, ERROR, NOT_AVAILABLE = \
     range(7)

@@ -38,6 +38,10 @@ struct config {
     unsigned max_clients;                   /* -c */
     uint64_t max_size;                      /* -z */
     unsigned timeout_s;                     /* -T */
+    const char *tls_cert;                   /* --tls-cert, NULL = no TLS */
+    const char *tls_key;                    /* --tls-key, NULL = in tls_cert */
+    uint16_t smtps_port;                    /* --smtps-port, 0 = none */
+    int require_tls;                        /* --require-tls */
 };
 
 /*

@@ -44,6 +44,7 @@ enum mon_command {
     MON_CMD_TRANSFORM_FAILURES = 0x0A,
     MON_CMD_UPTIME       = 0x0B,   /* seconds */
     MON_CMD_DROPPED      = 0x0C,   /* monitor datagrams left unanswered */
+    MON_CMD_TLS_SESSIONS = 0x0D,   /* TLS handshakes completed */
     MON_CMD_COUNT
 };
 

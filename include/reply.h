@@ -8,6 +8,7 @@
 
 enum reply_id {
     R_GREETING,         /* 220 DOMAIN ESMTP (no enhanced code) */
+    R_TLS_GO,           /* 220 2.0.0 Ready to start TLS */
     R_BYE,              /* 221 2.0.0 */
     R_HELO,             /* 250 DOMAIN (no enhanced code) */
     R_OKAY,               /* 250 2.0.0 Ok */
@@ -45,7 +46,9 @@ enum reply_id {
     R_ALREADY_AUTH,     /* 503 5.5.1 */
     R_AUTH_MECH,        /* 504 5.5.4 unknown mechanism */
     R_AUTH_REQUIRED,    /* 530 5.7.0 */
+    R_TLS_REQUIRED,     /* 530 5.7.0 (--require-tls) */
     R_AUTH_FAILED,      /* 535 5.7.8 */
+    R_AUTH_NEEDS_TLS,   /* 538 5.7.11 (RFC 4954) */
     R_NO_MAILBOX,       /* 550 5.1.1 */
     R_RELAY_DENIED,     /* 550 5.7.1 */
     R_TOO_BIG,          /* 552 5.3.4 */

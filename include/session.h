@@ -18,6 +18,7 @@
 #include "parser.h"
 #include "reply.h"
 #include "selector.h"
+#include "transport.h"
 
 #define SESSION_IN_SMALL    1024            /* command lines, idle clients */
 #define SESSION_IN_BIG      (16 * 1024)     /* DATA and long AUTH lines */
@@ -48,6 +49,10 @@ struct session_env {
 
 struct session {
     int fd;
+    struct transport t;                 /* every read and write goes here */
+    bool tls_starting;                  /* STARTTLS answered: handshake once
+                                           the 220 is out; input ignored */
+    bool greeting_owed;                 /* implicit TLS: 220 after the handshake */
     enum session_state state;
     struct session *prev, *next;        /* every live session (shutdown) */
 
@@ -92,6 +97,8 @@ extern struct session_env session_env;
 void session_init(const struct config *cfg, struct selector *sel,
                   struct committer *c);
 void session_on_accept(struct selector_key *key);   /* listening socket */
+void session_on_accept_tls(struct selector_key *key); /* implicit TLS port */
+void session_start_tls(struct session *s);  /* after 220 to STARTTLS */
 void session_reply(struct session *s, enum reply_id id, ...);
 void session_reply_raw(struct session *s, const char *text, size_t len);
 void session_close_after_flush(struct session *s);
@@ -102,6 +109,16 @@ int session_use_big_input(struct session *s);
 void session_shutdown_all(void);            /* SIGTERM */
 void session_close_all(void);               /* the shutdown deadline */
 size_t session_count(void);
+
+/* session.c, for session_tls.c: the session's own I/O steps */
+void session_process(struct session *s);    /* handle input, write output */
+void session_update_interest(struct session *s);
+void session_close(struct session *s);      /* frees it (via on_close) */
+
+/* session_tls.c */
+void session_tls_begin(struct session *s);  /* STARTTLS: the 220 is out */
+void session_tls_step(struct session *s);   /* one handshake step */
+int session_tls_implicit(struct session *s);    /* implicit-TLS port: 0/-1 */
 
 /* commands.c */
 void commands_dispatch(struct session *s, char *line, size_t len);

@@ -18,6 +18,7 @@ struct stats {
     uint64_t auth_failures;         /* AUTH answered 535 or cancelled */
     uint64_t transform_failures;    /* transformations that failed */
     uint64_t monitor_dropped;       /* monitor datagrams not answered */
+    uint64_t tls_sessions;          /* TLS handshakes completed (both ports) */
     time_t started;                 /* time(NULL) at start */
 };
 
