@@ -14,13 +14,14 @@ CPPFLAGS  += -D_GNU_SOURCE -Iinclude
 CFLAGS    += -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
              -Wmissing-prototypes $(OPT) $(SAN)
 LDFLAGS   += $(SAN)
-LDLIBS    += -lpthread
+LDLIBS    += -lpthread -lcrypt
 PYTHON    ?= /usr/bin/python3
 PORT_ARGS ?=
 
 SERVER_SRC = smtpd.c session.c commands.c delivery.c auth.c reply.c parser.c \
              maildir.c committer.c transform.c monitor.c buffer.c args.c \
-             log.c stats.c selector.c selector_$(SELECTOR).c
+             log.c stats.c selector.c selector_$(SELECTOR).c \
+             users.c passwd.c worker.c throttle.c login.c
 SERVER_OBJ = $(SERVER_SRC:%.c=$(BUILD)/%.o)
 MANAGER_OBJ = $(BUILD)/manager.o
 UNIT_TESTS = $(patsubst tests/%.c,%,$(wildcard tests/unit_*.c))
@@ -106,10 +107,14 @@ build/fuzz/fuzz_monitor: fuzz/fuzz_monitor.c monitor.c $(wildcard include/*.h)
 	mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_monitor.c monitor.c -o $@
 
+build/fuzz/fuzz_users: fuzz/fuzz_users.c users.c parser.c $(wildcard include/*.h)
+	mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_users.c users.c parser.c -o $@
+
 # Each harness runs FUZZ_TIME seconds from the seed corpus; new inputs go
 # to build/fuzz/corpus-*, so the corpus kept in git stays as it is.
-fuzz: build/fuzz/fuzz_parser build/fuzz/fuzz_monitor
-	for h in parser monitor; do \
+fuzz: build/fuzz/fuzz_parser build/fuzz/fuzz_monitor build/fuzz/fuzz_users
+	for h in parser monitor users; do \
 	  mkdir -p build/fuzz/corpus-$$h && \
 	  build/fuzz/fuzz_$$h -max_total_time=$(FUZZ_TIME) -max_len=16384 \
 	    -artifact_prefix=build/fuzz/ build/fuzz/corpus-$$h fuzz/corpus/$$h \

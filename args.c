@@ -20,6 +20,7 @@ static const char usage_text[] =
     "usage: smtpd [-d DOMAIN] [-s PORT] [-p PORT] [-a ADDR]... [-m ADDR]...\n"
     "             [-f DIR] [-u USER:PASS]... [-A] [-k TOKEN] [-t CMD]\n"
     "             [-l FILE] [-L LEVEL] [-c N] [-z BYTES] [-T SECONDS] [-v] [-h]\n"
+    "             [--passwd-file FILE]...\n"
     "\n"
     "  -d DOMAIN     local mail domain, also the greeting name (localhost)\n"
     "  -s PORT       SMTP TCP port (2525)\n"
@@ -28,6 +29,7 @@ static const char usage_text[] =
     "  -m ADDR       monitor listen address, repeatable (127.0.0.1 and ::1)\n"
     "  -f DIR        mailbox root, DIR/<user>/{tmp,new,cur} (./mail)\n"
     "  -u USER:PASS  a user who may AUTH; mailbox created at start, repeatable\n"
+    "                (for demos: other local users may see PASS at start)\n"
     "  -A            require AUTH before MAIL\n"
     "  -k TOKEN      monitor token, up to 8 bytes (" DEFAULT_MONITOR_TOKEN ")\n"
     "  -t CMD        transformation command, run as /bin/sh -c CMD (none)\n"
@@ -38,7 +40,11 @@ static const char usage_text[] =
     "  -T SECONDS    idle timeout per command and DATA read; longest\n"
     "                transformation run (300)\n"
     "  -v            print the version and exit\n"
-    "  -h            print this help and exit\n";
+    "  -h            print this help and exit\n"
+    "  --passwd-file FILE\n"
+    "                users who may AUTH, Dovecot passwd-file lines\n"
+    "                user:{SCHEME}hash (SHA512-CRYPT, SHA256-CRYPT, BLF-CRYPT,\n"
+    "                CRYPT, PLAIN); reread on SIGHUP; repeatable, adds to -u\n";
 
 static _Noreturn void args_die(const char *fmt, const char *value)
 {
@@ -172,6 +178,11 @@ static void args_option(struct config *cfg, int opt, char *arg)
     case 'c': cfg->max_clients = (unsigned)args_number(arg, 1, 1000000, "bad client limit '%s'"); break;
     case 'z': cfg->max_size = args_number(arg, 1, UINT64_MAX / 2, "bad size limit '%s'"); break;
     case 'T': cfg->timeout_s = (unsigned)args_number(arg, 1, 86400, "bad timeout '%s'"); break;
+    case ARGS_OPT_PASSWD_FILE:
+        if (cfg->n_passwd_files == ARGS_MAX_PASSWD_FILES)
+            args_die("too many --passwd-file options: '%s'", arg);
+        cfg->passwd_files[cfg->n_passwd_files++] = arg;
+        break;
     case 'v': printf("smtpd %s\n", SMTPD_VERSION); exit(0);
     case 'h': fputs(usage_text, stdout); exit(0);
     default:
@@ -180,20 +191,29 @@ static void args_option(struct config *cfg, int opt, char *arg)
     }
 }
 
+static const struct option args_long[] = {
+    { "passwd-file", required_argument, NULL, ARGS_OPT_PASSWD_FILE },
+    { NULL, 0, NULL, 0 },
+};
+
+/* An unknown option, or one without its value: named as typed. */
+static _Noreturn void args_bad_option(int opt, char **argv)
+{
+    char bad[3] = { '-', (char)optopt, '\0' };
+    const char *name = optopt == 0 || optopt >= ARGS_OPT_PASSWD_FILE
+                       ? argv[optind - 1] : bad;
+    args_die(opt == '?' ? "unknown option %s" : "option %s needs a value", name);
+}
+
 void args_parse(int argc, char **argv, struct config *cfg)
 {
     args_defaults(cfg);
     opterr = 0;
     int opt;
-    while ((opt = getopt(argc, argv, ":d:s:p:a:m:f:u:Ak:t:l:L:c:z:T:vh")) != -1) {
-        if (opt == '?') {
-            char bad[2] = { (char)optopt, '\0' };
-            args_die("unknown option -%s", bad);
-        }
-        if (opt == ':') {
-            char bad[2] = { (char)optopt, '\0' };
-            args_die("option -%s needs a value", bad);
-        }
+    while ((opt = getopt_long(argc, argv, ":d:s:p:a:m:f:u:Ak:t:l:L:c:z:T:vh",
+                              args_long, NULL)) != -1) {
+        if (opt == '?' || opt == ':')
+            args_bad_option(opt, argv);
         args_option(cfg, opt, optarg);
     }
     if (optind < argc)

@@ -11,6 +11,8 @@
 
 #include "auth.h"
 #include "log.h"
+#include "login.h"
+#include "passwd.h"
 #include "session.h"
 #include "stats.h"
 
@@ -100,7 +102,7 @@ static void cmd_ehlo(struct session *s, const struct smtp_command *cmd)
                      "250-%s\r\n250-PIPELINING\r\n250-SIZE %llu\r\n"
                      "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n%s250 HELP\r\n",
                      cfg->domain, (unsigned long long)cfg->max_size,
-                     cfg->n_users ? "250-AUTH PLAIN LOGIN\r\n" : "");
+                     passwd_count() ? "250-AUTH PLAIN LOGIN\r\n" : "");
     session_reply_raw(s, text, (size_t)n);
     s->errors = 0;
 }
@@ -362,24 +364,12 @@ static void cmd_vrfy(struct session *s, const struct smtp_command *cmd)
 
 #define AUTH_DECODED_MAX (SMTP_AUTH_LINE_MAX / 4 * 3 + 3)
 
+/* The credentials are complete: login.c answers once they are checked. */
 static void auth_finish(struct session *s, const char *user, const char *pass)
 {
-    char safe[128];
     s->auth_step = AUTH_NONE;
     session_set_state(s, ST_READY);
-    if (auth_check(session_env.cfg, user, pass)) {
-        s->auth_user = strdup(user);
-        if (s->auth_user) {
-            lowercase(s->auth_user);
-            log_info("%s:%u authenticated as %s", s->ip, s->port, s->auth_user);
-            session_reply(s, R_AUTH_OK);
-            return;
-        }
-    }
-    stats.auth_failures++;
-    log_warn("%s:%u AUTH failed for user '%s'", s->ip, s->port,
-             log_escape(safe, sizeof(safe), user));
-    session_reply(s, R_AUTH_FAILED);
+    login_begin(s, user, pass);
 }
 
 /* Decodes one base64 SASL response into a static buffer, NUL-terminated. */
@@ -466,12 +456,16 @@ static void cmd_auth(struct session *s, const struct smtp_command *cmd)
         session_reply(s, R_BAD_ARGS);
         return;
     }
-    if (session_env.cfg->n_users == 0) {
+    if (passwd_count() == 0) {
         session_reply(s, R_AUTH_MECH);
         return;
     }
     if (s->auth_user) {
         session_reply(s, R_ALREADY_AUTH);
+        return;
+    }
+    if (login_refused(s->ip)) {
+        session_reply(s, R_AUTH_THROTTLED);
         return;
     }
     const char *mech = cmd->arg;

@@ -82,6 +82,8 @@ static uint64_t monitor_counter(uint8_t cmd)
     case MON_CMD_AUTH_FAILURES:      return stats.auth_failures;
     case MON_CMD_TRANSFORM_FAILURES: return stats.transform_failures;
     case MON_CMD_UPTIME:             return stats_uptime();
+    case MON_CMD_AUTH_DELAYED:       return stats.auth_delayed;
+    case MON_CMD_AUTH_REFUSED:       return stats.auth_refused;
     default:                         return 0;
     }
 }

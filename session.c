@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "login.h"
 #include "session.h"
 #include "stats.h"
 #include "transform.h"
@@ -224,7 +225,7 @@ static void session_flush(struct session *s)
 
 static bool session_wants_input(const struct session *s)
 {
-    return !s->closing && s->state != ST_WAIT
+    return !s->closing && s->state != ST_WAIT && s->login == NULL
            && buffer_space(&s->out) >= SESSION_REPLY_MAX;
 }
 
@@ -297,7 +298,7 @@ static void session_on_timer(struct selector *sel, void *data)
         session_close(s);
         return;
     }
-    if (s->state == ST_WAIT) {  /* the filter and the disk have their own */
+    if (s->state == ST_WAIT || s->login) {  /* they have their own limits */
         selector_timer_set(sel, &s->timer, 1000);
         return;
     }
@@ -527,6 +528,7 @@ static void session_on_close(struct selector_key *key)
 {
     struct session *s = key->data;
     delivery_abandon(s);
+    login_abandon(s);
     selector_timer_cancel(session_env.sel, &s->timer);
     session_unlink(s);
     stats.connections_current--;

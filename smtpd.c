@@ -17,8 +17,10 @@
 
 #include "args.h"
 #include "log.h"
+#include "login.h"
 #include "maildir.h"
 #include "monitor.h"
+#include "passwd.h"
 #include "selector.h"
 #include "session.h"
 #include "stats.h"
@@ -97,6 +99,16 @@ static void begin_stop(struct selector *sel, const struct config *cfg)
     selector_timer_set(sel, &stop_timer, (uint64_t)cfg->timeout_s * 1000);
 }
 
+/* SIGHUP: the log file first, so the reload's outcome lands in the new one. */
+static void on_sighup(void)
+{
+    if (log_reopen() < 0)
+        log_error("cannot reopen the log file: %s", strerror(errno));
+    else
+        log_info("log file reopened");
+    passwd_reload();
+}
+
 static void on_signal_pipe(struct selector_key *key)
 {
     const struct config *cfg = key->data;
@@ -106,10 +118,8 @@ static void on_signal_pipe(struct selector_key *key)
         for (ssize_t i = 0; i < n; i++) {
             if (sigs[i] == SIGCHLD)
                 transform_reap();
-            else if (sigs[i] == SIGHUP && log_reopen() < 0)
-                log_error("cannot reopen the log file: %s", strerror(errno));
             else if (sigs[i] == SIGHUP)
-                log_info("log file reopened");
+                on_sighup();
             else if (sigs[i] == SIGTERM || sigs[i] == SIGINT)
                 begin_stop(key->s, cfg);
         }
@@ -252,6 +262,7 @@ int main(int argc, char **argv)
     if (log_open(cfg.log_file, cfg.log_level) < 0)
         die_startup("cannot open log file", cfg.log_file);
     prepare_mailboxes(&cfg);
+    passwd_start(&cfg);
     stats_init();
     signals_install();
     transform_configure(cfg.transform_cmd, cfg.timeout_s);
@@ -267,6 +278,7 @@ int main(int argc, char **argv)
     selector_set_turn_hook(sel, on_turn, c);
     if (selector_register(sel, signal_pipe[0], &signal_handler, OP_READ, &cfg) < 0
         || selector_register(sel, committer_fd(c), &committer_handler, OP_READ, c) < 0
+        || login_init(sel) < 0
         || open_listeners(sel, &cfg) < 0 || monitor_open(sel, &cfg) < 0) {
         log_error("cannot start; see above");
         return 1;
@@ -276,11 +288,13 @@ int main(int argc, char **argv)
     int rc = serve(&cfg, sel, c);
 
     monitor_close(sel);
+    login_shutdown(sel);
     selector_unregister(sel, committer_fd(c));
     committer_free(c);
     selector_destroy(sel);
     close(signal_pipe[1]);
     log_close();
+    passwd_free();
     args_free(&cfg);
     return rc;
 }

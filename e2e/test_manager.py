@@ -16,7 +16,8 @@ TOKEN = b"smtpd\0\0\0"
 STATS_LABELS = ["historical connections", "concurrent connections",
                 "bytes transferred", "transformations", "messages delivered",
                 "recipients delivered", "recipients rejected",
-                "auth failures", "transformation failures", "uptime seconds"]
+                "auth failures", "transformation failures", "uptime seconds",
+                "logins delayed", "logins refused"]
 
 
 def manager(*args, stdin=None, timeout=15):

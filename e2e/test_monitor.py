@@ -161,7 +161,7 @@ def test_wrong_token(server, host, token):
 
 
 @pytest.mark.parametrize("host", HOSTS)
-@pytest.mark.parametrize("cmd", [0x0C, 0x7F, 0x80, 0xFF])
+@pytest.mark.parametrize("cmd", [0x0E, 0x7F, 0x80, 0xFF])
 def test_unknown_command(server, host, cmd):
     assert ask(server, cmd, host) == (BAD_COMMAND, 0, 0)
 

@@ -28,6 +28,11 @@ int maildir_root_init(const char *root);
  * be a valid lowercase local-part. 0, or -1 with errno. */
 int maildir_create(const char *root, const char *name);
 
+/* The same without the directory fsyncs, for making many mailboxes at
+ * once: *created becomes 1 if anything was made, and the caller then
+ * makes it durable (syncfs of root's filesystem). 0, or -1 with errno. */
+int maildir_create_unsynced(const char *root, const char *name, int *created);
+
 /* 1 when root/name is a Maildir (tmp, new and cur directories), else 0. */
 int maildir_exists(const char *root, const char *name);
 

@@ -40,6 +40,8 @@ enum mon_command {
     MON_CMD_AUTH_FAILURES = 0x09,
     MON_CMD_TRANSFORM_FAILURES = 0x0A,
     MON_CMD_UPTIME       = 0x0B,   /* seconds */
+    MON_CMD_AUTH_DELAYED = 0x0C,   /* failed logins answered after the delay */
+    MON_CMD_AUTH_REFUSED = 0x0D,   /* AUTH refused: too many failures */
     MON_CMD_COUNT
 };
 
