@@ -155,6 +155,11 @@ static int users_scheme(struct users_line *out, const char **why)
     out->scheme = row->scheme;
     out->hash = end + 1;
     out->hash_len = len - nlen - 2;
+    if (row->prefix && (out->hash_len < strlen(row->prefix)
+                        || memcmp(out->hash, row->prefix, strlen(row->prefix)))) {
+        *why = "the hash is not of the scheme named before it";
+        return -1;
+    }
     return 0;
 }
 
