@@ -161,12 +161,21 @@ void passwd_start(const struct config *cfg)
     char err[PASSWD_ERR_MAX];
     passwd_cfg = cfg;
     passwd_db = passwd_load(cfg, err);
-    if (passwd_db == NULL || passwd_make_mailboxes(passwd_db, NULL, err) < 0) {
+    if (passwd_db == NULL) {
         fprintf(stderr, "smtpd: %s\n", err);
         exit(2);
     }
     if (cfg->n_passwd_files)
         log_info("%zu users may log in", passwd_db->n);
+}
+
+void passwd_start_mailboxes(void)
+{
+    char err[PASSWD_ERR_MAX];
+    if (passwd_make_mailboxes(passwd_db, NULL, err) < 0) {
+        fprintf(stderr, "smtpd: %s\n", err);
+        exit(2);
+    }
 }
 
 int passwd_reload(void)

@@ -261,8 +261,9 @@ int main(int argc, char **argv)
     args_parse(argc, argv, &cfg);
     if (log_open(cfg.log_file, cfg.log_level) < 0)
         die_startup("cannot open log file", cfg.log_file);
-    prepare_mailboxes(&cfg);
     passwd_start(&cfg);
+    prepare_mailboxes(&cfg);
+    passwd_start_mailboxes();
     stats_init();
     signals_install();
     transform_configure(cfg.transform_cmd, cfg.timeout_s);

@@ -129,7 +129,9 @@ static int users_scheme(struct users_line *out, const char **why)
     const char *h = out->hash, *end;
     size_t len = out->hash_len;
     out->scheme = USERS_CRYPT;
-    if (len == 0 || h[0] != '{') {
+    if (len == 0 || h[0] == '$')
+        return 0;               /* users_hash_ok says what is wrong */
+    if (h[0] != '{') {
         if (!users_crypt_form(h, len)) {
             *why = "password field is neither {SCHEME}hash nor a crypt(3) string";
             return -1;

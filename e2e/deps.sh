@@ -14,6 +14,8 @@ ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a \
     >/dev/null 2>&1 || missing="$missing libclang-rt-14-dev"
 command -v valgrind >/dev/null || missing="$missing valgrind"
 command -v groff >/dev/null || missing="$missing groff"
+command -v fail2ban-regex >/dev/null || missing="$missing fail2ban"
+command -v mkpasswd >/dev/null || missing="$missing whois"
 [ -z "$missing" ] && exit 0
 
 if [ "$(id -u)" != 0 ]; then

@@ -11,10 +11,13 @@
 #include "args.h"
 #include "users.h"
 
-/* Loads the files and -u users, warns in the log where warranted, and
- * creates every user's mailbox. On any error prints "smtpd: FILE:LINE:
- * reason" (or the file and why it cannot be read) and exits 2. */
+/* Loads the files and -u users, warning in the log where warranted. On
+ * any error prints "smtpd: FILE:LINE: reason" (or the file and why it
+ * cannot be read) and exits 2; touches nothing else. */
 void passwd_start(const struct config *cfg);
+
+/* Creates every user's mailbox (the root must exist); exits 2 on error. */
+void passwd_start_mailboxes(void);
 
 /* SIGHUP: reads the files again. A bad file keeps the users as they were
  * and logs why; new users get their mailbox. 0, or -1 when kept. */
