@@ -15,9 +15,10 @@ import time
 
 import pytest
 
-from conftest import MANAGER_BIN, b64, greeted, no_reply
+from conftest import MANAGER_BIN, SANITIZED, SMTPD_BIN, b64, greeted
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+SELECT_BUILD = "/select/" in SMTPD_BIN
 FILTER = ROOT / "docs" / "fail2ban" / "filter.d" / "smtpd.conf"
 THROTTLED = "454 4.7.0 Too many failed logins, try later"
 FAILED = "535 5.7.8 Authentication credentials invalid"
@@ -266,20 +267,25 @@ def guess_from(port, addresses, payload, rate):
 
 @pytest.mark.slow
 def test_memory_flat_under_100000_addresses(start_server):
-    """100,000 addresses of 127.0.0.0/8 fail one login each, 4,000 a
-    second (so about 4,000 sessions wait out their delay at any time):
+    """100,000 addresses of 127.0.0.0/8 (24,000 on the select build) fail
+    one login each, 4,000 a second (800: about that many sessions wait out
+    their delay at any time):
     the server's memory after 50,000 and after 100,000 is the same, and
     the newest addresses are still throttled."""
+    # select() watches fewer than 1,024 descriptors: that build gets fewer
+    # clients at a time, and so, to stay short, fewer addresses (still
+    # more than the table holds)
+    total, rate = (24000, 200) if SELECT_BUILD else (100000, 1000)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     srv = start_server("-u", "alice:right", "-L", "warning")
     payload = ("EHLO x\r\nAUTH PLAIN %s\r\n" % plain("alice", "no")).encode()
     addrs = ["127.%d.%d.%d" % (1 + (i >> 16), i >> 8 & 255, i & 255)
-             for i in range(100000)]
+             for i in range(total)]
 
     def run(chunk):
         threads = [threading.Thread(target=guess_from,
-                                    args=(srv.port, chunk[k::4], payload, 1000))
+                                    args=(srv.port, chunk[k::4], payload, rate))
                    for k in range(4)]
         for t in threads:
             t.start()
@@ -292,16 +298,18 @@ def test_memory_flat_under_100000_addresses(start_server):
 
     rss = []
     for part in range(4):
-        run(addrs[part * 25000:(part + 1) * 25000])
+        run(addrs[part * total // 4:(part + 1) * total // 4])
         rss.append(rss_kb(srv.pid))
     stats = manager_stats(srv)
-    print("\nRSS after 25,000 / 50,000 / 75,000 / 100,000 addresses: %s KB;"
-          " %s failures counted" % (" / ".join(map(str, rss)),
-                                    stats["auth failures"]))
-    assert stats["auth failures"] == "100000"
+    print("\nRSS after each quarter of %d addresses: %s KB; %s failures "
+          "counted" % (total, " / ".join(map(str, rss)), stats["auth failures"]))
+    assert stats["auth failures"] == str(total)
     # the table is full (16,384 addresses) long before 50,000; without a
-    # bound, 50,000 more addresses would add about 5 MB
-    assert rss[3] - rss[1] < 1024, rss
+    # bound, 50,000 more addresses would add about 5 MB (the select build's
+    # 12,000 more, about 1.3 MB, of which 4,384 fit the table). (Under ASan,
+    # freed memory sits in its quarantine, so RSS says nothing there.)
+    if not SANITIZED:
+        assert rss[3] - rss[1] < 1024, rss
     # the newest addresses are remembered, refused after ten failures
     # (its first failure above, nine here: the tenth error of this session
     # would be its 421, so the refusal is seen on a new one)
