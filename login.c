@@ -218,6 +218,9 @@ void login_begin(struct session *s, const char *user, const char *pass)
     }
     struct login *l = calloc(1, sizeof(*l));
     const struct users_entry *e = passwd_find(user);
+    /* Never compare a cut-off password: too long fails like a wrong one. */
+    if (strlen(pass) >= sizeof(l->pass) || strlen(user) >= sizeof(l->user))
+        e = NULL;
     if (l == NULL || (e && (l->hash = strdup(e->hash)) == NULL)) {
         free(l);
         session_reply(s, R_LOCAL_ERROR);

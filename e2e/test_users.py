@@ -308,3 +308,14 @@ def test_100000_line_file(connect, tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, proc.stderr.read()
         proc.stderr.close()
+
+
+def test_long_password_is_never_cut_short(start_server, connect):
+    """AUTH LOGIN takes long responses; a password longer than the server
+    keeps must fail, not be compared by its first 255 characters."""
+    srv = start_server("-u", "long:" + "p" * 255)
+    for password, want in (("p" * 255 + "q", "535 5.7.8"),
+                           ("p" * 255, "235 2.7.0")):
+        c = greeted(connect, srv)
+        assert c.cmd("AUTH LOGIN " + b64("long")).startswith("334 ")
+        assert c.cmd(b64(password)).startswith(want)
