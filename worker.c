@@ -1,8 +1,9 @@
 /*
- * worker.c - a small pool of threads for slow work (password hashes), one
- * queue in, one list out, and an eventfd that tells the loop results wait.
- * Owns its threads, lock and eventfd; never frees or reads a job's data.
- * Fails only at start (worker_new returns NULL with errno).
+ * worker.c - threads for slow work: password hashes (a pool, one job at a
+ * time each) and group commit (one thread, every queued job as a batch).
+ * One queue in, one list out, and an eventfd that tells the loop results
+ * wait. Owns its threads, lock and eventfd; never frees or reads a job's
+ * data. Fails only at start (NULL with errno).
  */
 #include "worker.h"
 
@@ -24,6 +25,9 @@ struct worker {
     struct worker_job *finished, **finished_tail;
     int stopping;
     size_t pending;                 /* loop thread only */
+    /* batch mode: the thread takes the whole queue at once */
+    void (*run_batch)(struct worker_job *list, void *arg);
+    void *batch_arg;
     size_t nthreads;
     pthread_t threads[WORKER_MAX_THREADS];
 };
@@ -36,8 +40,21 @@ static void worker_notify(const struct worker *w)
         ;
 }
 
-/* Takes one job at a time: each is independent, and several threads
- * share the queue. */
+/* Unlinks what the thread works on next: one job, or in batch mode the
+ * whole queue. Called with the lock held and the queue not empty. */
+static struct worker_job *worker_take(struct worker *w)
+{
+    struct worker_job *job = w->queued;
+    w->queued = w->run_batch ? NULL : job->next;
+    if (w->queued == NULL)
+        w->queued_tail = &w->queued;
+    if (!w->run_batch)
+        job->next = NULL;
+    return job;
+}
+
+/* Waits for jobs, runs them outside the lock, hands them back; jobs
+ * queued meanwhile are taken at once. Finishes the queue before it stops. */
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -45,20 +62,20 @@ static void *worker_main(void *arg)
     for (;;) {
         while (!w->queued && !w->stopping)
             pthread_cond_wait(&w->wake, &w->lock);
-        struct worker_job *job = w->queued;
-        if (job == NULL)
-            break;                  /* stopping, and nothing left */
-        w->queued = job->next;
         if (w->queued == NULL)
-            w->queued_tail = &w->queued;
+            break;                  /* stopping, and nothing left */
+        struct worker_job *list = worker_take(w);
         pthread_mutex_unlock(&w->lock);
 
-        job->next = NULL;
-        job->run(job);
+        if (w->run_batch)
+            w->run_batch(list, w->batch_arg);
+        else
+            list->run(list);
 
         pthread_mutex_lock(&w->lock);
-        *w->finished_tail = job;
-        w->finished_tail = &job->next;
+        *w->finished_tail = list;
+        while (*w->finished_tail)
+            w->finished_tail = &(*w->finished_tail)->next;
         worker_notify(w);
     }
     pthread_mutex_unlock(&w->lock);
@@ -92,7 +109,9 @@ static void worker_stop_threads(struct worker *w)
         pthread_join(w->threads[i], NULL);
 }
 
-struct worker *worker_new(size_t nthreads)
+static struct worker *worker_create(size_t nthreads,
+                                    void (*run_batch)(struct worker_job *, void *),
+                                    void *arg)
 {
     if (nthreads == 0 || nthreads > WORKER_MAX_THREADS) {
         errno = EINVAL;
@@ -101,6 +120,8 @@ struct worker *worker_new(size_t nthreads)
     struct worker *w = calloc(1, sizeof *w);
     if (w == NULL)
         return NULL;
+    w->run_batch = run_batch;
+    w->batch_arg = arg;
     w->queued_tail = &w->queued;
     w->finished_tail = &w->finished;
     w->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -129,6 +150,17 @@ undo_alloc:
     return NULL;
 }
 
+struct worker *worker_new(size_t nthreads)
+{
+    return worker_create(nthreads, NULL, NULL);
+}
+
+struct worker *worker_new_batch(void (*run_batch)(struct worker_job *list,
+                                                  void *arg), void *arg)
+{
+    return worker_create(1, run_batch, arg);
+}
+
 void worker_free(struct worker *w)
 {
     if (w == NULL)
@@ -141,6 +173,8 @@ void worker_free(struct worker *w)
     free(w);
 }
 
+/* A batch worker is not woken here but by worker_kick, once per loop
+ * turn, so that everything one turn produced goes into one batch. */
 void worker_submit(struct worker *w, struct worker_job *job)
 {
     job->next = NULL;
@@ -148,7 +182,17 @@ void worker_submit(struct worker *w, struct worker_job *job)
     pthread_mutex_lock(&w->lock);
     *w->queued_tail = job;
     w->queued_tail = &job->next;
-    pthread_cond_signal(&w->wake);
+    if (!w->run_batch)
+        pthread_cond_signal(&w->wake);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* A busy thread needs no signal: it takes the queue when its batch ends. */
+void worker_kick(struct worker *w)
+{
+    pthread_mutex_lock(&w->lock);
+    if (w->queued)
+        pthread_cond_signal(&w->wake);
     pthread_mutex_unlock(&w->lock);
 }
 

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <time.h>
+#include "worker.h"
 
 #define MAILDIR_ID_MAX   32     /* queue ID: 1-32 of [A-Za-z0-9] */
 #define MAILDIR_NAME_MAX 64     /* a mailbox name is a lowercase local-part */
@@ -89,6 +90,7 @@ void maildir_msg_abort(struct maildir_msg *m);
 struct committer;
 
 struct commit_job {
+    struct worker_job work;         /* first: the committer's thread link */
     /* filled by the caller */
     struct maildir_msg msg;         /* moved in: the job owns the file now */
     char **boxes;                   /* mailbox names (malloc'd array of malloc'd strings, owned by the job) */
@@ -97,7 +99,7 @@ struct commit_job {
     void *data;                     /* the caller's; may be set to NULL to detach */
     /* set by the committer before done() */
     int error;                      /* 0, or the errno of the step that failed */
-    struct commit_job *next;        /* committer's list link */
+    struct commit_job *next;        /* the batch, on the committer's thread */
 };
 
 /* Starts the committer thread for root. NULL with errno on failure. */
