@@ -124,13 +124,19 @@ static void login_succeeded(struct login *l)
     login_reply(l, R_AUTH_OK);
 }
 
-static void login_failed(struct login *l)
+/* The line fail2ban reads: keep its form stable (docs/fail2ban/). */
+static void login_log_failure(const struct login *l)
 {
     char safe[LOGIN_NAME_MAX * 4 + 8];
     stats.auth_failures++;
-    stats.auth_delayed++;
     log_warn("AUTH failed for user '%s' from %s",
              login_safe_name(safe, sizeof(safe), l->user), l->ip);
+}
+
+static void login_failed(struct login *l)
+{
+    login_log_failure(l);
+    stats.auth_delayed++;
     login_reply(l, R_AUTH_FAILED);
 }
 
@@ -142,9 +148,11 @@ static void login_on_checked(struct worker_job *job)
      * connections from one address cannot all slip in under the limit. */
     if (!l->ok)
         throttle_fail(l->ip, selector_now_ms());
-    if (l->s == NULL)
+    if (l->s == NULL) {         /* the client left: still a failed guess */
+        if (!l->ok)
+            login_log_failure(l);
         login_free(l);
-    else if (l->ok)
+    } else if (l->ok)
         login_succeeded(l);
     else if (l->delayed)
         login_failed(l);
