@@ -22,7 +22,7 @@ static const char usage_text[] =
     "             [-f DIR] [-u USER:PASS]... [-A] [-k TOKEN] [-t CMD]\n"
     "             [-l FILE] [-L LEVEL] [-c N] [-z BYTES] [-T SECONDS] [-v] [-h]\n"
     "             [--tls-cert FILE [--tls-key FILE] [--smtps-port PORT]\n"
-    "              [--require-tls]]\n"
+    "              [--require-tls]] [--passwd-file FILE]...\n"
     "\n"
     "  -d DOMAIN     local mail domain, also the greeting name (localhost)\n"
     "  -s PORT       SMTP TCP port (2525)\n"
@@ -31,6 +31,7 @@ static const char usage_text[] =
     "  -m ADDR       monitor listen address, repeatable (127.0.0.1 and ::1)\n"
     "  -f DIR        mailbox root, DIR/<user>/{tmp,new,cur} (./mail)\n"
     "  -u USER:PASS  a user who may AUTH; mailbox created at start, repeatable\n"
+    "                (for demos: other local users may see PASS at start)\n"
     "  -A            require AUTH before MAIL\n"
     "  -k TOKEN      monitor token, up to 8 bytes (" DEFAULT_MONITOR_TOKEN ")\n"
     "  -t CMD        transformation command, run as /bin/sh -c CMD (none)\n"
@@ -46,16 +47,25 @@ static const char usage_text[] =
     "                     inside TLS; reloaded on SIGHUP (none)\n"
     "  --tls-key FILE     PEM private key (the --tls-cert file)\n"
     "  --smtps-port PORT  also listen for implicit TLS on PORT (none)\n"
-    "  --require-tls      refuse MAIL before STARTTLS (530 5.7.0)\n";
+    "  --require-tls      refuse MAIL before STARTTLS (530 5.7.0)\n"
+    "  --passwd-file FILE users who may AUTH, Dovecot passwd-file lines\n"
+    "                     user:{SCHEME}hash (SHA512-CRYPT, SHA256-CRYPT,\n"
+    "                     BLF-CRYPT, CRYPT, PLAIN); reread on SIGHUP;\n"
+    "                     repeatable, adds to -u\n";
 
 /* Long options have no letter: their values start above any char. */
-enum { OPT_TLS_CERT = 256, OPT_TLS_KEY, OPT_SMTPS_PORT, OPT_REQUIRE_TLS };
+enum {
+    OPT_FIRST_LONG = 256,
+    OPT_TLS_CERT = OPT_FIRST_LONG, OPT_TLS_KEY, OPT_SMTPS_PORT, OPT_REQUIRE_TLS,
+    OPT_PASSWD_FILE,
+};
 
 static const struct option long_options[] = {
     { "tls-cert",    required_argument, NULL, OPT_TLS_CERT },
     { "tls-key",     required_argument, NULL, OPT_TLS_KEY },
     { "smtps-port",  required_argument, NULL, OPT_SMTPS_PORT },
     { "require-tls", no_argument,       NULL, OPT_REQUIRE_TLS },
+    { "passwd-file", required_argument, NULL, OPT_PASSWD_FILE },
     { NULL, 0, NULL, 0 },
 };
 
@@ -201,11 +211,25 @@ static void args_option(struct config *cfg, int opt, char *arg)
     case OPT_TLS_KEY:     cfg->tls_key = arg; break;
     case OPT_SMTPS_PORT:  cfg->smtps_port = (uint16_t)args_number(arg, 1, 65535, "bad --smtps-port '%s'"); break;
     case OPT_REQUIRE_TLS: cfg->require_tls = 1; break;
+    case OPT_PASSWD_FILE:
+        if (cfg->n_passwd_files == ARGS_MAX_PASSWD_FILES)
+            args_die("too many --passwd-file options: '%s'", arg);
+        cfg->passwd_files[cfg->n_passwd_files++] = arg;
+        break;
     case 'h': fputs(usage_text, stdout); exit(0);
     default:
         fputs(usage_text, stderr);
         exit(2);
     }
+}
+
+/* An unknown option, or one without its value: named as typed. */
+static _Noreturn void args_bad_option(int opt, char **argv)
+{
+    char bad[3] = { '-', (char)optopt, '\0' };
+    const char *name = optopt == 0 || optopt >= OPT_FIRST_LONG
+                       ? argv[optind - 1] : bad;
+    args_die(opt == '?' ? "unknown option %s" : "option %s needs a value", name);
 }
 
 /* The TLS options need each other, and a build with TLS. */
@@ -231,18 +255,8 @@ void args_parse(int argc, char **argv, struct config *cfg)
     int opt;
     while ((opt = getopt_long(argc, argv, ":d:s:p:a:m:f:u:Ak:t:l:L:c:z:T:vh",
                               long_options, NULL)) != -1) {
-        if (opt == ':' && optopt >= 256)
-            args_die("option %s needs a value", argv[optind - 1]);
-        if (opt == '?' && (optopt == 0 || optopt >= 256))
-            args_die("bad option %s", argv[optind - 1]);
-        if (opt == '?') {
-            char bad[2] = { (char)optopt, '\0' };
-            args_die("unknown option -%s", bad);
-        }
-        if (opt == ':') {
-            char bad[2] = { (char)optopt, '\0' };
-            args_die("option -%s needs a value", bad);
-        }
+        if (opt == '?' || opt == ':')
+            args_bad_option(opt, argv);
         args_option(cfg, opt, optarg);
     }
     if (optind < argc)

@@ -155,6 +155,11 @@ static int auth_equal_ct(const char *a, size_t alen, const char *b,
     return diff == 0;
 }
 
+int auth_password_equal(const char *want, const char *got)
+{
+    return auth_equal_ct(want, strlen(want), got, strlen(got));
+}
+
 /* Scans every user (no early exit) so the lookup time is always the same. */
 static const struct user *auth_find_user(const struct config *cfg,
                                          const char *name)

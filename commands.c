@@ -11,6 +11,8 @@
 
 #include "auth.h"
 #include "log.h"
+#include "login.h"
+#include "passwd.h"
 #include "session.h"
 #include "stats.h"
 #include "tls.h"
@@ -110,7 +112,7 @@ static void cmd_ehlo(struct session *s, const struct smtp_command *cmd)
     if (greet(s, cmd, true) < 0)
         return;
     const struct config *cfg = session_env.cfg;
-    bool auth = cfg->n_users && auth_allowed_now(s);
+    bool auth = passwd_count() && auth_allowed_now(s);
     bool starttls = tls_enabled() && !s->t.secure;
     char text[SESSION_REPLY_MAX];
     int n = snprintf(text, sizeof(text),
@@ -428,24 +430,12 @@ static void cmd_vrfy(struct session *s, const struct smtp_command *cmd)
 
 #define AUTH_DECODED_MAX (SMTP_AUTH_LINE_MAX / 4 * 3 + 3)
 
+/* The credentials are complete: login.c answers once they are checked. */
 static void auth_finish(struct session *s, const char *user, const char *pass)
 {
-    char safe[128];
     s->auth_step = AUTH_NONE;
     session_set_state(s, ST_READY);
-    if (auth_check(session_env.cfg, user, pass)) {
-        s->auth_user = strdup(user);
-        if (s->auth_user) {
-            lowercase(s->auth_user);
-            log_info("%s:%u authenticated as %s", s->ip, s->port, s->auth_user);
-            session_reply(s, R_AUTH_OK);
-            return;
-        }
-    }
-    stats.auth_failures++;
-    log_warn("%s:%u AUTH failed for user '%s'", s->ip, s->port,
-             log_escape(safe, sizeof(safe), user));
-    session_reply(s, R_AUTH_FAILED);
+    login_begin(s, user, pass);
 }
 
 /* Decodes one base64 SASL response into a static buffer, NUL-terminated. */
@@ -536,12 +526,16 @@ static void cmd_auth(struct session *s, const struct smtp_command *cmd)
         session_reply(s, R_BAD_ARGS);
         return;
     }
-    if (session_env.cfg->n_users == 0) {
+    if (passwd_count() == 0) {
         session_reply(s, R_AUTH_MECH);
         return;
     }
     if (s->auth_user) {
         session_reply(s, R_ALREADY_AUTH);
+        return;
+    }
+    if (login_refused(s->ip)) {
+        session_reply(s, R_AUTH_THROTTLED);
         return;
     }
     const char *mech = cmd->arg;

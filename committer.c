@@ -1,7 +1,8 @@
 /*
- * committer.c - group commit: a thread that makes finished spool files
- * durable and links them into every recipient's new/, many messages per
- * disk flush, and hands the results back to the event loop via an eventfd.
+ * committer.c - group commit: a thread (worker.c, batch mode) that makes
+ * finished spool files durable and links them into every recipient's
+ * new/, many messages per disk flush; worker.c hands the results back to
+ * the event loop through its eventfd.
  * Failures are reported per job as an errno; nothing is left behind.
  *
  * Unlike qmail (qmail-local) and OpenSMTPD (mail.maildir), we DO sync the
@@ -26,30 +27,19 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "worker.h"
 
 struct committer {
     char *root;
     int root_fd;                    /* the filesystem syncfs() flushes */
     dev_t root_dev;
-    int event_fd;                   /* readable while finished jobs wait */
-    pthread_t thread;
-    pthread_mutex_t lock;           /* guards the two lists and stopping */
-    pthread_cond_t wake;            /* jobs queued, or stop */
-    struct commit_job *queued;      /* submitted, waiting for a batch */
-    struct commit_job **queued_tail;
-    struct commit_job *finished;    /* flushed, done() not yet run */
-    struct commit_job **finished_tail;
-    int stopping;
-    size_t pending;                 /* loop thread only: submitted - collected */
+    struct worker *thread;          /* one thread, whole batches */
 };
 
 /* ---- paths ------------------------------------------------------------ */
@@ -272,79 +262,27 @@ static void committer_run_batch(const struct committer *c,
             unlink(j->msg.tmp_path);
 }
 
-static void committer_notify(const struct committer *c)
+/* The worker's batch, in submission order, as a list of our jobs. */
+static void committer_batch(struct worker_job *list, void *arg)
 {
-    uint64_t one = 1;
-    /* EAGAIN would mean the counter is full: the loop is notified anyway. */
-    while (write(c->event_fd, &one, sizeof one) < 0 && errno == EINTR)
-        ;
-}
-
-/* Waits for jobs, takes all of them as one batch, flushes, hands them
- * back; jobs queued during a flush form the next batch at once. */
-static void *committer_main(void *arg)
-{
-    struct committer *c = arg;
-    pthread_mutex_lock(&c->lock);
-    for (;;) {
-        while (!c->queued && !c->stopping)
-            pthread_cond_wait(&c->wake, &c->lock);
-        if (!c->queued)
-            break;                  /* stopping, and nothing left to do */
-        struct commit_job *batch = c->queued;
-        c->queued = NULL;
-        c->queued_tail = &c->queued;
-        pthread_mutex_unlock(&c->lock);
-
-        committer_run_batch(c, batch);
-
-        pthread_mutex_lock(&c->lock);
-        *c->finished_tail = batch;
-        while (*c->finished_tail)
-            c->finished_tail = &(*c->finished_tail)->next;
-        committer_notify(c);
+    struct commit_job *batch = NULL, **tail = &batch;
+    for (struct worker_job *w = list; w; w = w->next) {
+        struct commit_job *j = (struct commit_job *)w;
+        j->next = NULL;
+        *tail = j;
+        tail = &j->next;
     }
-    pthread_mutex_unlock(&c->lock);
-    return NULL;
-}
-
-/* Signals are for the loop thread (SIGCHLD, SIGTERM, SIGHUP...): the
- * committer thread starts with all of them blocked. */
-static int committer_start(struct committer *c)
-{
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&c->thread, NULL, committer_main, c);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
-        errno = rc;
-        return -1;
-    }
-    return 0;
+    committer_run_batch(arg, batch);
 }
 
 /* ---- public ----------------------------------------------------------- */
 
-static int committer_open_fds(struct committer *c)
-{
-    struct stat st;
-    c->root_fd = open(c->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (c->root_fd < 0 || fstat(c->root_fd, &st) < 0)
-        return -1;
-    c->root_dev = st.st_dev;
-    c->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    return c->event_fd < 0 ? -1 : 0;
-}
-
-/* Undoes committer_open_fds and the allocations; keeps errno. */
-static void committer_release_fds(struct committer *c)
+/* Undoes the allocations of committer_new; keeps errno. */
+static void committer_release(struct committer *c)
 {
     int saved = errno;
     if (c->root_fd >= 0)
         close(c->root_fd);
-    if (c->event_fd >= 0)
-        close(c->event_fd);
     free(c->root);
     free(c);
     errno = saved;
@@ -353,79 +291,36 @@ static void committer_release_fds(struct committer *c)
 struct committer *committer_new(const char *root)
 {
     struct committer *c = calloc(1, sizeof *c);
-    int rc;
+    struct stat st;
     if (!c)
         return NULL;
-    c->root_fd = c->event_fd = -1;
-    c->queued_tail = &c->queued;
-    c->finished_tail = &c->finished;
+    c->root_fd = -1;
     c->root = strdup(root);
-    if (!c->root || committer_open_fds(c) < 0)
-        goto undo_alloc;
-    if ((rc = pthread_mutex_init(&c->lock, NULL)) != 0) {
-        errno = rc;
-        goto undo_alloc;
-    }
-    if ((rc = pthread_cond_init(&c->wake, NULL)) != 0) {
-        errno = rc;
-        goto undo_mutex;
-    }
-    if (committer_start(c) < 0)
-        goto undo_cond;
+    if (!c->root)
+        goto undo;
+    c->root_fd = open(c->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (c->root_fd < 0 || fstat(c->root_fd, &st) < 0)
+        goto undo;
+    c->root_dev = st.st_dev;
+    c->thread = worker_new_batch(committer_batch, c);
+    if (c->thread == NULL)
+        goto undo;
     return c;
 
-undo_cond:
-    pthread_cond_destroy(&c->wake);
-undo_mutex:
-    pthread_mutex_destroy(&c->lock);
-undo_alloc:
-    committer_release_fds(c);
+undo:
+    committer_release(c);
     return NULL;
 }
 
+/* worker_free finishes every job submitted and runs their done(). */
 void committer_free(struct committer *c)
 {
     if (!c)
         return;
-    pthread_mutex_lock(&c->lock);
-    c->stopping = 1;
-    pthread_cond_signal(&c->wake);
-    pthread_mutex_unlock(&c->lock);
-    pthread_join(c->thread, NULL);
-    committer_collect(c);
-    pthread_cond_destroy(&c->wake);
-    pthread_mutex_destroy(&c->lock);
+    worker_free(c->thread);
     close(c->root_fd);
-    close(c->event_fd);
     free(c->root);
     free(c);
-}
-
-/* Submitting does not wake the thread: committer_flush does, once per
- * loop turn, so everything one turn produced goes into one batch. */
-void committer_submit(struct committer *c, struct commit_job *job)
-{
-    job->next = NULL;
-    job->error = 0;
-    c->pending++;
-    pthread_mutex_lock(&c->lock);
-    *c->queued_tail = job;
-    c->queued_tail = &job->next;
-    pthread_mutex_unlock(&c->lock);
-}
-
-/* A busy thread needs no signal: it takes the queue when its flush ends. */
-void committer_flush(struct committer *c)
-{
-    pthread_mutex_lock(&c->lock);
-    if (c->queued)
-        pthread_cond_signal(&c->wake);
-    pthread_mutex_unlock(&c->lock);
-}
-
-int committer_fd(const struct committer *c)
-{
-    return c->event_fd;
 }
 
 /* Frees what the job owns and the job itself (it must come from malloc). */
@@ -438,31 +333,44 @@ static void committer_job_release(struct commit_job *job)
     free(job);
 }
 
+/* Back on the loop thread: the caller's done(), then the job goes. */
+static void committer_job_done(struct worker_job *w)
+{
+    struct commit_job *job = (struct commit_job *)w;
+    if (job->done)
+        job->done(job);
+    committer_job_release(job);
+}
+
+/* Submitting does not wake the thread: committer_flush does, once per
+ * loop turn, so everything one turn produced goes into one batch. */
+void committer_submit(struct committer *c, struct commit_job *job)
+{
+    job->next = NULL;
+    job->error = 0;
+    job->work.run = NULL;
+    job->work.done = committer_job_done;
+    worker_submit(c->thread, &job->work);
+}
+
+void committer_flush(struct committer *c)
+{
+    worker_kick(c->thread);
+}
+
+int committer_fd(const struct committer *c)
+{
+    return worker_fd(c->thread);
+}
+
 void committer_collect(struct committer *c)
 {
-    uint64_t count;
-    while (read(c->event_fd, &count, sizeof count) < 0 && errno == EINTR)
-        ;
-    pthread_mutex_lock(&c->lock);
-    struct commit_job *list = c->finished;
-    c->finished = NULL;
-    c->finished_tail = &c->finished;
-    pthread_mutex_unlock(&c->lock);
-
-    while (list) {
-        struct commit_job *next = list->next;
-        list->next = NULL;
-        c->pending--;
-        if (list->done)
-            list->done(list);
-        committer_job_release(list);
-        list = next;
-    }
+    worker_collect(c->thread);
 }
 
 size_t committer_pending(const struct committer *c)
 {
-    return c->pending;
+    return worker_pending(c->thread);
 }
 
 void commit_job_free(struct commit_job *job)

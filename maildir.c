@@ -131,26 +131,36 @@ int maildir_root_init(const char *root)
     return access(path, W_OK | X_OK);
 }
 
-int maildir_create(const char *root, const char *name)
+int maildir_create_unsynced(const char *root, const char *name, int *created)
 {
     static const char *const subdirs[] = { "tmp", "new", "cur" };
     char box[PATH_MAX], sub[PATH_MAX];
-    int created = 0;
 
     if (!maildir_name_ok(name, 1)) {
         errno = EINVAL;
         return -1;
     }
     if (maildir_path(box, sizeof box, "%s/%s", root, name) < 0 ||
-        maildir_mkdir(box, &created) < 0)
+        maildir_mkdir(box, created) < 0)
         return -1;
     for (size_t i = 0; i < 3; i++) {
         if (maildir_path(sub, sizeof sub, "%s/%s", box, subdirs[i]) < 0 ||
-            maildir_mkdir(sub, &created) < 0)
+            maildir_mkdir(sub, created) < 0)
             return -1;
     }
+    return 0;
+}
+
+int maildir_create(const char *root, const char *name)
+{
+    char box[PATH_MAX];
+    int created = 0;
+
+    if (maildir_create_unsynced(root, name, &created) < 0)
+        return -1;
     /* A mailbox made for a user must survive a crash like its mail does. */
-    if (created && (maildir_sync_dir(box) < 0 || maildir_sync_dir(root) < 0))
+    if (created && (maildir_path(box, sizeof box, "%s/%s", root, name) < 0 ||
+                    maildir_sync_dir(box) < 0 || maildir_sync_dir(root) < 0))
         return -1;
     return 0;
 }

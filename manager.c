@@ -67,6 +67,8 @@ static const struct manager_cmd manager_cmds[] = {
     { NULL, MON_CMD_UPTIME,     "uptime seconds",          false, true },
     { NULL, MON_CMD_DROPPED,    "monitor datagrams dropped", false, true },
     { NULL, MON_CMD_TLS_SESSIONS, "TLS sessions",          false, true },
+    { NULL, MON_CMD_AUTH_DELAYED, "logins delayed",        false, true },
+    { NULL, MON_CMD_AUTH_REFUSED, "logins refused",        false, true },
 };
 #define MANAGER_NCMDS (sizeof manager_cmds / sizeof manager_cmds[0])
 #define MANAGER_MENU_LEN 6
@@ -106,7 +108,8 @@ static void manager_usage(FILE *out)
 "  stats     every metric, one per line: the three above, transformations,\n"
 "            messages delivered, recipients delivered, recipients rejected,\n"
 "            auth failures, transformation failures, uptime seconds,\n"
-"            monitor datagrams dropped\n"
+"            monitor datagrams dropped, TLS sessions, logins delayed,\n"
+"            logins refused\n"
 "\n"
 "Without COMMAND, a menu read line by line from standard input:\n"
 "  0 hist   1 conc   2 bytes   3 status   4 on   5 off   s stats   q quit\n"

@@ -95,6 +95,8 @@ static uint64_t monitor_counter(uint8_t cmd)
     case MON_CMD_UPTIME:             return stats_uptime();
     case MON_CMD_DROPPED:            return stats.monitor_dropped;
     case MON_CMD_TLS_SESSIONS:       return stats.tls_sessions;
+    case MON_CMD_AUTH_DELAYED:       return stats.auth_delayed;
+    case MON_CMD_AUTH_REFUSED:       return stats.auth_refused;
     default:                         return 0;
     }
 }

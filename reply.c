@@ -29,6 +29,7 @@ const struct reply replies[R_COUNT] = {
     [R_LOCAL_ERROR]      = { 451, "4.3.0", "Local error in processing" },
     [R_NO_SPACE]         = { 452, "4.3.1", "Insufficient system storage" },
     [R_TOO_MANY_RCPTS]   = { 452, "4.5.3", "Too many recipients" },
+    [R_AUTH_THROTTLED]   = { 454, "4.7.0", "Too many failed logins, try later" },
     [R_UNKNOWN_VERB]     = { 500, "5.5.2", "Command unrecognized" },
     [R_LINE_TOO_LONG]    = { 500, "5.5.6", "Line too long" },
     [R_BAD_ARGS]         = { 501, "5.5.4", "Syntax error in parameters or arguments" },

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "login.h"
 #include "session.h"
 #include "stats.h"
 #include "transform.h"
@@ -226,7 +227,8 @@ static void session_flush(struct session *s)
 static bool session_wants_input(const struct session *s)
 {
     return !s->closing && s->state != ST_WAIT && !s->tls_starting
-           && !s->t.handshaking && buffer_space(&s->out) >= SESSION_REPLY_MAX;
+           && !s->t.handshaking && s->login == NULL
+           && buffer_space(&s->out) >= SESSION_REPLY_MAX;
 }
 
 /* The transport's own needs (TLS) come on top of the session's. */
@@ -333,7 +335,7 @@ static void session_on_timer(struct selector *sel, void *data)
         session_close(s);
         return;
     }
-    if (s->state == ST_WAIT) {  /* the filter and the disk have their own */
+    if (s->state == ST_WAIT || s->login) {  /* they have their own limits */
         selector_timer_set(sel, &s->timer, 1000);
         return;
     }
@@ -598,6 +600,7 @@ static void session_on_close(struct selector_key *key)
 {
     struct session *s = key->data;
     delivery_abandon(s);
+    login_abandon(s);
     selector_timer_cancel(session_env.sel, &s->timer);
     session_unlink(s);
     stats.connections_current--;

@@ -17,8 +17,10 @@
 
 #include "args.h"
 #include "log.h"
+#include "login.h"
 #include "maildir.h"
 #include "monitor.h"
+#include "passwd.h"
 #include "selector.h"
 #include "session.h"
 #include "stats.h"
@@ -98,14 +100,16 @@ static void begin_stop(struct selector *sel, const struct config *cfg)
     selector_timer_set(sel, &stop_timer, (uint64_t)cfg->timeout_s * 1000);
 }
 
-/* SIGHUP: the log file and the certificate (a certbot deploy hook). A bad
- * new certificate keeps the one in use. */
+/* SIGHUP: the log file first, so the reloads' outcome lands in the new
+ * one; then the password files and the certificate (a certbot deploy
+ * hook). A bad new file or certificate keeps the one in use. */
 static void on_sighup(const struct config *cfg)
 {
     if (log_reopen() < 0)
         log_error("cannot reopen the log file: %s", strerror(errno));
     else
         log_info("log file reopened");
+    passwd_reload();
     if (cfg->tls_cert == NULL)
         return;
     char err[512];
@@ -255,7 +259,7 @@ static void prepare_tls(const struct config *cfg)
         fprintf(stderr, "smtpd: %s\n", err);
         exit(2);
     }
-    if (cfg->tls_cert || cfg->n_users == 0)
+    if (cfg->tls_cert || passwd_count() == 0)
         return;
     bool public = cfg->n_smtp_addrs == 0;
     for (size_t i = 0; i < cfg->n_smtp_addrs; i++)
@@ -308,8 +312,10 @@ int main(int argc, char **argv)
     args_parse(argc, argv, &cfg);
     if (log_open(cfg.log_file, cfg.log_level) < 0)
         die_startup("cannot open log file", cfg.log_file);
+    passwd_start(&cfg);
     prepare_tls(&cfg);
     prepare_mailboxes(&cfg);
+    passwd_start_mailboxes();
     stats_init();
     signals_install();
     transform_configure(cfg.transform_cmd, cfg.timeout_s);
@@ -325,6 +331,7 @@ int main(int argc, char **argv)
     selector_set_turn_hook(sel, on_turn, c);
     if (selector_register(sel, signal_pipe[0], &signal_handler, OP_READ, &cfg) < 0
         || selector_register(sel, committer_fd(c), &committer_handler, OP_READ, c) < 0
+        || login_init(sel) < 0
         || open_listeners(sel, &cfg) < 0 || monitor_open(sel, &cfg) < 0) {
         log_error("cannot start; see above");
         return 1;
@@ -340,12 +347,14 @@ int main(int argc, char **argv)
     int rc = serve(&cfg, sel, c);
 
     monitor_close(sel);
+    login_shutdown(sel);
     selector_unregister(sel, committer_fd(c));
     committer_free(c);
     selector_destroy(sel);
     close(signal_pipe[1]);
     tls_cleanup();
     log_close();
+    passwd_free();
     args_free(&cfg);
     return rc;
 }

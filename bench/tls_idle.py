@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Idle TLS clients: memory per session (docs/benchmarks.md section 7).
+"""Idle TLS clients: memory per session (docs/benchmarks.md section 8).
 
     bench/tls_idle.py PID PORT N
 

@@ -26,6 +26,8 @@ command -v openssl >/dev/null || missing="$missing openssl"
 perl -MNet::SSLeay -e 1 2>/dev/null || missing="$missing libnet-ssleay-perl"
 # swaks -6 needs it; it is only a Recommends of swaks
 perl -MIO::Socket::INET6 -e 1 2>/dev/null || missing="$missing libio-socket-inet6-perl"
+command -v fail2ban-regex >/dev/null || missing="$missing fail2ban"
+command -v mkpasswd >/dev/null || missing="$missing whois"
 [ -z "$missing" ] && exit 0
 
 if [ "$(id -u)" != 0 ]; then

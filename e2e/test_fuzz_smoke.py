@@ -1,5 +1,5 @@
 """Fuzzing smoke run (docs/reliability.md): when clang and libFuzzer are
-here, builds the two harnesses exactly as `make fuzz` does (into a scratch
+here, builds every harness exactly as `make fuzz` does (into a scratch
 directory) and runs each for 10 s from a copy of its seed corpus, both at
 once; any crash, leak, sanitizer report or UB fails the test.  The long
 runs are `make fuzz FUZZ_TIME=...`.
@@ -20,6 +20,7 @@ FLAGS = ["-std=c11", "-D_GNU_SOURCE", "-Iinclude", "-g", "-O1",
 HARNESSES = {
     "parser": ["fuzz/fuzz_parser.c", "parser.c", "auth.c"],
     "monitor": ["fuzz/fuzz_monitor.c", "monitor.c"],
+    "users": ["fuzz/fuzz_users.c", "users.c", "parser.c"],
 }
 SECONDS = 10
 
@@ -39,7 +40,7 @@ def fuzzer_ok(tmp_path_factory):
                     "runtime): %s" % (FUZZ_CC, r.stderr.decode()[-300:]))
 
 
-def test_both_harnesses_run_clean_for_ten_seconds(fuzzer_ok, tmp_path):
+def test_every_harness_runs_clean_for_ten_seconds(fuzzer_ok, tmp_path):
     procs = {}
     env = dict(os.environ)
     # recoverable UBSan checks only print by default: make them fatal

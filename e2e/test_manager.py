@@ -17,7 +17,8 @@ STATS_LABELS = ["historical connections", "concurrent connections",
                 "bytes transferred", "transformations", "messages delivered",
                 "recipients delivered", "recipients rejected",
                 "auth failures", "transformation failures", "uptime seconds",
-                "monitor datagrams dropped", "TLS sessions"]
+                "monitor datagrams dropped", "TLS sessions",
+                "logins delayed", "logins refused"]
 
 
 def manager(*args, stdin=None, timeout=15):

@@ -380,7 +380,8 @@ def test_long_options_are_documented():
     usage = subprocess.run([SMTPD_BIN, "-h"], capture_output=True, text=True,
                            timeout=10).stdout
     longs = sorted(set(re.findall(r"^\s+--([a-z-]+)", usage, re.M)))
-    assert longs == ["require-tls", "smtps-port", "tls-cert", "tls-key"], longs
+    assert {"require-tls", "smtps-port", "tls-cert", "tls-key"} <= set(longs), \
+        longs
     readme = (ROOT / "README.md").read_text()
     man = (ROOT / "smtpd.8").read_text()
     for opt in longs:

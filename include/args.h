@@ -10,6 +10,7 @@
 
 #define ARGS_MAX_ADDRS  16
 #define ARGS_MAX_USERS  256
+#define ARGS_MAX_PASSWD_FILES 8
 #define MONITOR_TOKEN_LEN 8
 #define DEFAULT_MONITOR_TOKEN "smtpd"
 
@@ -29,6 +30,8 @@ struct config {
     const char *root;                       /* -f */
     struct user users[ARGS_MAX_USERS];      /* -u */
     size_t n_users;
+    const char *passwd_files[ARGS_MAX_PASSWD_FILES]; /* --passwd-file */
+    size_t n_passwd_files;
     int require_auth;                       /* -A */
     uint8_t token[MONITOR_TOKEN_LEN];       /* -k, NUL-padded */
     int token_is_default;

@@ -26,6 +26,10 @@ size_t auth_base64_encode(const uint8_t *in, size_t len, char *out, size_t cap);
 int auth_plain_split(const uint8_t *msg, size_t len, char *user, size_t ucap,
                      char *pass, size_t pcap);
 
+/* 1 when the two strings are equal, compared in time that depends on
+ * their lengths only; else 0. */
+int auth_password_equal(const char *want, const char *got);
+
 /* 1 when user (matched case-insensitively) exists in cfg with exactly
  * this password, compared in constant time; else 0. */
 int auth_check(const struct config *cfg, const char *user, const char *pass);

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <time.h>
+#include "worker.h"
 
 #define MAILDIR_ID_MAX   32     /* queue ID: 1-32 of [A-Za-z0-9] */
 #define MAILDIR_NAME_MAX 64     /* a mailbox name is a lowercase local-part */
@@ -27,6 +28,11 @@ int maildir_root_init(const char *root);
 /* Creates root/name/{tmp,new,cur} (0700) if missing. name must already
  * be a valid lowercase local-part. 0, or -1 with errno. */
 int maildir_create(const char *root, const char *name);
+
+/* The same without the directory fsyncs, for making many mailboxes at
+ * once: *created becomes 1 if anything was made, and the caller then
+ * makes it durable (syncfs of root's filesystem). 0, or -1 with errno. */
+int maildir_create_unsynced(const char *root, const char *name, int *created);
 
 /* 1 when root/name is a Maildir (tmp, new and cur directories), else 0. */
 int maildir_exists(const char *root, const char *name);
@@ -84,6 +90,7 @@ void maildir_msg_abort(struct maildir_msg *m);
 struct committer;
 
 struct commit_job {
+    struct worker_job work;         /* first: the committer's thread link */
     /* filled by the caller */
     struct maildir_msg msg;         /* moved in: the job owns the file now */
     char **boxes;                   /* mailbox names (malloc'd array of malloc'd strings, owned by the job) */
@@ -92,7 +99,7 @@ struct commit_job {
     void *data;                     /* the caller's; may be set to NULL to detach */
     /* set by the committer before done() */
     int error;                      /* 0, or the errno of the step that failed */
-    struct commit_job *next;        /* committer's list link */
+    struct commit_job *next;        /* the batch, on the committer's thread */
 };
 
 /* Starts the committer thread for root. NULL with errno on failure. */

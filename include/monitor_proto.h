@@ -45,6 +45,8 @@ enum mon_command {
     MON_CMD_UPTIME       = 0x0B,   /* seconds */
     MON_CMD_DROPPED      = 0x0C,   /* monitor datagrams left unanswered */
     MON_CMD_TLS_SESSIONS = 0x0D,   /* TLS handshakes completed */
+    MON_CMD_AUTH_DELAYED = 0x0E,   /* failed logins answered after the delay */
+    MON_CMD_AUTH_REFUSED = 0x0F,   /* AUTH refused: too many failures */
     MON_CMD_COUNT
 };
 

@@ -28,6 +28,7 @@ enum reply_id {
     R_LOCAL_ERROR,      /* 451 4.3.0 */
     R_NO_SPACE,         /* 452 4.3.1 */
     R_TOO_MANY_RCPTS,   /* 452 4.5.3 */
+    R_AUTH_THROTTLED,   /* 454 4.7.0 too many failed logins */
     R_UNKNOWN_VERB,     /* 500 5.5.2 */
     R_LINE_TOO_LONG,    /* 500 5.5.6 */
     R_BAD_ARGS,         /* 501 5.5.4 */

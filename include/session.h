@@ -75,6 +75,7 @@ struct session {
     char *auth_user;                    /* NULL until AUTH succeeds */
     enum auth_step auth_step;
     char *auth_login_user;              /* AUTH LOGIN: name before password */
+    struct login *login;                /* a password check under way (login.c) */
 
     /* the transaction */
     char *sender;                       /* bare address, "" for <> */

@@ -16,6 +16,8 @@ struct stats {
     uint64_t recipients_delivered;  /* mailbox files made by those */
     uint64_t rcpt_rejected;         /* RCPT answered 4xx/5xx */
     uint64_t auth_failures;         /* AUTH answered 535 or cancelled */
+    uint64_t auth_delayed;          /* 535s held back by the failure delay */
+    uint64_t auth_refused;          /* AUTH answered 454: too many failures */
     uint64_t transform_failures;    /* transformations that failed */
     uint64_t monitor_dropped;       /* monitor datagrams not answered */
     uint64_t tls_sessions;          /* TLS handshakes completed (both ports) */

@@ -1,0 +1,284 @@
+/*
+ * unit_users.c - users.c: passwd-file lines (good, skipped, each kind of
+ * bad one), whole files, the sorted table and its lookups; throttle.c:
+ * the window, the refusal period and the bounded table; worker.c: jobs
+ * run off the calling thread and come back through the eventfd, one by
+ * one in a pool or as one batch.
+ */
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "throttle.h"
+#include "unit.h"
+#include "users.h"
+#include "worker.h"
+
+#define S(x) x, sizeof(x) - 1
+
+#define H6 "$6$Yb9KkUVKgMjzIIyJ$KfA0E6ZA2WIlbIRNv1M3LPA1Rhne.RLOX.FmihAdRSrKO5c9I1pkImZ7yWUzZEnYzdn2tJxFO06BW27y5CILC0"
+#define HY "$y$j9T$XPQnG2PVNATkq6MJBHh.z1$0hmvWOx9oFcN80uXzcuSSjS3qvvx2KG6j5InpV4NZr/"
+#define H5 "$5$rounds=5000$abcdefgh$0123456789abcdefghijklmnopqrstuvwxyzABCDEFG"
+#define HB "$2b$05$abcdefghijklmnopqrstuu0123456789abcdefghijklmnopqrstu"
+
+static enum users_result parse(const char *line, struct users_line *l,
+                               const char **why)
+{
+    *why = NULL;
+    return users_parse_line(line, strlen(line), l, why);
+}
+
+static void test_good_lines(void)
+{
+    static const struct { const char *line, *hash; int plain; } ok[] = {
+        { "alice:{SHA512-CRYPT}" H6, H6, 0 },
+        { "alice:{sha512-crypt}" H6 ":1000:1000::/home/a::", H6, 0 },
+        { "bob:" HY, HY, 0 },
+        { "bob:{CRYPT}" HY "::", HY, 0 },
+        { "c.d:{SHA256-CRYPT}" H5, H5, 0 },
+        { "e+f:{BLF-CRYPT}" HB, HB, 0 },
+        { "g_h:{CRYPT}abcdefghijklm", "abcdefghijklm", 0 },
+        { "Dave:{PLAIN}a b{c}", "a b{c}", 1 },
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        struct users_line l;
+        const char *why;
+        CHECK_EQ_INT(parse(ok[i].line, &l, &why), USERS_LINE_USER);
+        CHECK(l.hash_len == strlen(ok[i].hash)
+              && memcmp(l.hash, ok[i].hash, l.hash_len) == 0);
+        CHECK_EQ_INT(l.scheme, ok[i].plain ? USERS_PLAIN : USERS_CRYPT);
+        if (why)
+            fprintf(stderr, "  %s: %s\n", ok[i].line, why);
+    }
+}
+
+static void test_skipped_lines(void)
+{
+    struct users_line l;
+    const char *why;
+    CHECK_EQ_INT(parse("", &l, &why), USERS_LINE_SKIP);
+    CHECK_EQ_INT(parse("   \t", &l, &why), USERS_LINE_SKIP);
+    CHECK_EQ_INT(parse("# alice:" H6, &l, &why), USERS_LINE_SKIP);
+}
+
+static void test_bad_lines(void)
+{
+    static const char *const bad[] = {
+        "alice", "alice " H6, ":" H6, ".alice:" H6, "a..b:" H6, "a/b:" H6,
+        "al ice:" H6, "alice@example.org:" H6,
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:" H6,
+        "alice:{MD5}$1$abc$def", "alice:{SHA512-CRYPT" H6, "alice:{}" H6,
+        "alice:{SHA512-CRYPT}$6$Yb9KkUVKgMjzIIyJ$KfA0E6ZA2WIlbI",
+        "alice:{SHA512-CRYPT}" HY, "alice:{SHA256-CRYPT}" H6,
+        "alice:{BLF-CRYPT}$2b$05$abc", "alice:{BLF-CRYPT}$2b$99$abcdefghijklmnopqrstuu0123456789abcdefghijklmnopqrstu",
+        "alice:$y$j9T$salt$short", "alice:secret", "alice:", "alice:{PLAIN}",
+        "alice:" H6 "\r", "alice:{CRYPT}$6$$", "alice:$x$",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct users_line l;
+        const char *why;
+        if (parse(bad[i], &l, &why) != USERS_LINE_BAD) {
+            fprintf(stderr, "  accepted: %s\n", bad[i]);
+            CHECK(0);
+        }
+        CHECK(why != NULL);
+    }
+    struct users_line l;
+    const char *why;
+    CHECK_EQ_INT(users_parse_line(S("al\0ce:" H6), &l, &why), USERS_LINE_BAD);
+    CHECK_EQ_INT(users_parse_line(S("alice:{PLAIN}a\0b"), &l, &why), USERS_LINE_BAD);
+}
+
+static void test_whole_file(void)
+{
+    static const char text[] = "# users\n\nalice:{PLAIN}one\r\nBob:" HY "\ncarol:{PLAIN}x";
+    struct userdb *db = userdb_new();
+    size_t line;
+    const char *why, *dup;
+    /* the CR makes line 3's password "one\r": PLAIN takes it as it is */
+    CHECK_EQ_INT(userdb_parse_text(db, S(text), &line, &why), 0);
+    CHECK_EQ_INT(db->n, 3);
+    CHECK_EQ_INT(db->n_plain, 2);
+    CHECK_EQ_INT(userdb_finish(db, &dup), 0);
+    CHECK(userdb_find(db, "BOB") && strcmp(userdb_find(db, "bob")->hash, HY) == 0);
+    CHECK(userdb_find(db, "carol") && strcmp(userdb_find(db, "carol")->hash, "x") == 0);
+    CHECK(userdb_find(db, "dave") == NULL);
+    CHECK(userdb_find(db, "") == NULL);
+    userdb_free(db);
+
+    db = userdb_new();
+    CHECK_EQ_INT(userdb_parse_text(db, S("a:{PLAIN}1\n\nb:{FOO}x\n"), &line, &why), -1);
+    CHECK_EQ_INT(line, 3);
+    userdb_free(db);
+
+    db = userdb_new();
+    CHECK_EQ_INT(userdb_parse_text(db, S("a:{PLAIN}1\nA:{PLAIN}2\n"), &line, &why), 0);
+    CHECK_EQ_INT(userdb_finish(db, &dup), -1);
+    CHECK(strcmp(dup, "a") == 0);
+    userdb_free(db);
+}
+
+/* ---- throttle --------------------------------------------------------- */
+
+static void test_throttle_window(void)
+{
+    const uint64_t min = 60 * 1000;
+    CHECK_EQ_INT(throttle_init(), 0);
+    for (int i = 0; i < 9; i++)
+        throttle_fail("10.0.0.1", 1000 + (uint64_t)i * min);
+    CHECK_EQ_INT(throttle_blocked("10.0.0.1", 9 * min), 0);
+    throttle_fail("10.0.0.1", 1000 + 9 * min);          /* 10 in 9 minutes */
+    CHECK_EQ_INT(throttle_blocked("10.0.0.1", 1000 + 9 * min), 1);
+    CHECK_EQ_INT(throttle_blocked("10.0.0.2", 1000 + 9 * min), 0);
+    CHECK_EQ_INT(throttle_blocked("10.0.0.1", 1000 + 18 * min), 1);
+    CHECK_EQ_INT(throttle_blocked("10.0.0.1", 1000 + 19 * min), 0);
+    /* one more failure much later: the last ten span more than the window */
+    throttle_fail("10.0.0.1", 1000 + 30 * min);
+    CHECK_EQ_INT(throttle_blocked("10.0.0.1", 1000 + 30 * min), 0);
+
+    /* ten spread over 20 minutes never block */
+    for (int i = 0; i < 10; i++)
+        throttle_fail("::1", (uint64_t)i * 2 * min);
+    CHECK_EQ_INT(throttle_blocked("::1", 18 * min), 0);
+    CHECK_EQ_INT(throttle_blocked("not an address", 0), 0);
+    throttle_free();
+}
+
+static void test_throttle_bounded(void)
+{
+    char ip[32];
+    CHECK_EQ_INT(throttle_init(), 0);
+    for (int i = 0; i < 10; i++)
+        throttle_fail("192.0.2.1", 1000 + (uint64_t)i);
+    for (uint32_t i = 0; i < 100000; i++) {
+        snprintf(ip, sizeof(ip), "127.%u.%u.%u", i >> 16 & 255, i >> 8 & 255, i & 255);
+        throttle_fail(ip, 2000 + i);
+    }
+    CHECK_EQ_INT(throttle_count(), THROTTLE_SLOTS);
+    /* the oldest went first: 192.0.2.1 is forgotten, recent ones are not */
+    CHECK_EQ_INT(throttle_blocked("192.0.2.1", 200000), 0);
+    for (int i = 0; i < 9; i++)
+        throttle_fail("127.1.134.159", 200000);         /* i = 99999 */
+    CHECK_EQ_INT(throttle_blocked("127.1.134.159", 200000), 1);
+    throttle_free();
+}
+
+/* ---- worker ----------------------------------------------------------- */
+
+struct sum_job {
+    struct worker_job job;
+    int in, out, *done_count;
+};
+
+static void sum_run(struct worker_job *j)
+{
+    struct sum_job *s = (struct sum_job *)j;
+    s->out = s->in * 2;
+}
+
+static void sum_done(struct worker_job *j)
+{
+    struct sum_job *s = (struct sum_job *)j;
+    CHECK_EQ_INT(s->out, s->in * 2);
+    ++*s->done_count;
+    free(s);
+}
+
+static void test_worker(void)
+{
+    int done = 0;
+    struct worker *w = worker_new(3);
+    CHECK(w != NULL);
+    for (int i = 0; i < 100; i++) {
+        struct sum_job *s = calloc(1, sizeof(*s));
+        s->in = i;
+        s->done_count = &done;
+        s->job.run = sum_run;
+        s->job.done = sum_done;
+        worker_submit(w, &s->job);
+    }
+    while (done < 100) {
+        struct pollfd p = { .fd = worker_fd(w), .events = POLLIN };
+        CHECK_EQ_INT(poll(&p, 1, 5000), 1);
+        worker_collect(w);
+    }
+    CHECK_EQ_INT(worker_pending(w), 0);
+    /* jobs still queued at the end are run and handed back by worker_free */
+    for (int i = 0; i < 10; i++) {
+        struct sum_job *s = calloc(1, sizeof(*s));
+        s->in = i;
+        s->done_count = &done;
+        s->job.run = sum_run;
+        s->job.done = sum_done;
+        worker_submit(w, &s->job);
+    }
+    worker_free(w);
+    CHECK_EQ_INT(done, 110);
+    CHECK(worker_new(0) == NULL);
+}
+
+/* Batch mode: nothing runs before the kick; then the whole queue as one
+ * list, in submission order. */
+static int batches, batch_sizes[8];
+
+static void sum_batch(struct worker_job *list, void *arg)
+{
+    int n = 0, last = -2;
+    (void)arg;
+    for (struct worker_job *j = list; j; j = j->next) {
+        struct sum_job *s = (struct sum_job *)j;
+        CHECK(s->in > last);
+        last = s->in;
+        s->out = s->in * 2;
+        n++;
+    }
+    if (batches < 8)
+        batch_sizes[batches] = n;
+    batches++;
+}
+
+static void test_worker_batch(void)
+{
+    int done = 0;
+    struct worker *w = worker_new_batch(sum_batch, NULL);
+    struct pollfd p = { .fd = worker_fd(w), .events = POLLIN };
+    CHECK(w != NULL);
+    /* one job first: once it is back, the thread waits for a kick */
+    struct sum_job *warm = calloc(1, sizeof(*warm));
+    warm->in = -1;
+    warm->done_count = &done;
+    warm->job.done = sum_done;
+    worker_submit(w, &warm->job);
+    worker_kick(w);
+    CHECK_EQ_INT(poll(&p, 1, 5000), 1);
+    worker_collect(w);
+    CHECK_EQ_INT(done, 1);
+    done = batches = 0;
+    for (int i = 0; i < 20; i++) {
+        struct sum_job *s = calloc(1, sizeof(*s));
+        s->in = i;
+        s->done_count = &done;
+        s->job.done = sum_done;
+        worker_submit(w, &s->job);
+    }
+    CHECK_EQ_INT(poll(&p, 1, 100), 0);          /* not kicked yet */
+    worker_kick(w);
+    while (done < 20) {
+        CHECK_EQ_INT(poll(&p, 1, 5000), 1);
+        worker_collect(w);
+    }
+    CHECK_EQ_INT(batches, 1);
+    CHECK_EQ_INT(batch_sizes[0], 20);
+    worker_free(w);
+}
+
+UNIT_MAIN("users",
+          { "good_lines", test_good_lines },
+          { "skipped_lines", test_skipped_lines },
+          { "bad_lines", test_bad_lines },
+          { "whole_file", test_whole_file },
+          { "throttle_window", test_throttle_window },
+          { "throttle_bounded", test_throttle_bounded },
+          { "worker", test_worker },
+          { "worker_batch", test_worker_batch })
