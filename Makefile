@@ -121,7 +121,7 @@ e2e-epoll:
 e2e-select:
 	$(MAKE) SELECTOR=select TLS=0 BUILD=build/select-notls \
 	  build/select-notls/smtpd build/select-notls/manager
-	SMTPD_BIN=$(CURDIR)/build/select-notls/smtpd \
+	SMTPD_BIN=$(CURDIR)/build/select-notls/smtpd SMTPD_SELECTOR=select \
 	MANAGER_BIN=$(CURDIR)/build/select-notls/manager $(E2E)
 e2e-asan:
 	$(MAKE) SELECTOR=epoll TLS=$(TLS) BUILD=$(ASAN_DIR) OPT="-O1 -g -fno-omit-frame-pointer" \
@@ -139,7 +139,7 @@ test: test-deps all unit e2e-epoll e2e-select e2e-asan
 bench: all
 	bench/run.sh
 
-# The TLS load generator (docs/benchmarks.md section 7); not part of test.
+# The TLS load generator (docs/benchmarks.md section 8); not part of test.
 build/bench/tlsload: bench/tlsload.c
 	mkdir -p build/bench
 	$(CC) -std=c11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE $< -o $@ \

@@ -97,7 +97,7 @@ def test_ids_are_unique(server, connect):
     files = server.wait_new("postmaster", 21)
     assert len(files) == 21
     for qid in ids:
-        assert sum(qid in f.name for f in files) == 1, qid
+        assert sum(f.name.split(".")[1] == qid for f in files) == 1, qid
 
 
 def test_id_is_in_the_log(server, connect):
