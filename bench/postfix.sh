@@ -55,6 +55,14 @@ local_recipient_maps =
 shlib_directory = /usr/lib/postfix
 multi_instance_enable = no
 EOF
+    # PF_TLS_CERT / PF_TLS_KEY: offer STARTTLS, as smtpd does
+    if [ -n "${PF_TLS_CERT:-}" ]; then
+        cat >>"$dir/etc/main.cf" <<EOF
+smtpd_tls_cert_file = $PF_TLS_CERT
+smtpd_tls_key_file = ${PF_TLS_KEY:-$PF_TLS_CERT}
+smtpd_tls_security_level = may
+EOF
+    fi
 }
 
 # master.cf: the stock services, nothing chrooted, SMTP on 127.0.0.1:PORT.
