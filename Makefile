@@ -136,7 +136,7 @@ test: test-deps all unit e2e-epoll e2e-select e2e-asan
 	@echo "make test: all suites passed"
 
 # ---- benchmarks (not part of test; docs/benchmarks.md) -----------------
-bench: all
+bench: all $(if $(filter 0,$(TLS)),,build/bench/tlsload $(DEMO_TLS)/cert.pem)
 	bench/run.sh
 
 # The TLS load generator (docs/benchmarks.md section 8); not part of test.

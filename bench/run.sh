@@ -442,8 +442,23 @@ main() {
     held_clients
     curve
     large_message
+    tls_side_by_side
     res "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
     log "results in $OUT/results.md"
+}
+
+# ---- TLS: smtpd and Postfix side by side (docs/benchmarks.md 8) -------
+
+tls_side_by_side() {
+    if [ ! -x "$HERE/../build/bench/tlsload" ] \
+       || [ ! -f "$HERE/../build/demo-tls/cert.pem" ]; then
+        res "## TLS side by side: skipped (needs make build/bench/tlsload build/demo-tls/cert.pem, which make bench does)"
+        return 0
+    fi
+    res "## TLS, side by side with Postfix (STARTTLS, full handshake per message, 1 KB, msg/s)"
+    res ""
+    "$HERE/tls_vs_postfix.sh" $((8 / SCALE > 2 ? 8 / SCALE : 2)) | tee -a "$OUT/results.md"
+    res ""
 }
 
 main "$@"
