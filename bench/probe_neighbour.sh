@@ -29,22 +29,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The neighbour of bench/run.sh: 200 MB rewritten in a loop, never synced.
-noise_start() {
-    rm -f "$WORK/noise.stop"
-    (for _ in $(seq 600); do
-        [ -e "$WORK/noise.stop" ] && break
-        dd if=/dev/zero of="$WORK/noise" bs=1M count=200 status=none
-    done; rm -f "$WORK/noise") &
-    NOISE_PID=$!
-    sleep 2
-}
-
-noise_stop() {
-    touch "$WORK/noise.stop"
-    wait "$NOISE_PID" 2>/dev/null || true
-    NOISE_PID=
-}
+. "$HERE/neighbour.sh"
 
 smtpd_start() {
     local root=$WORK/mail.$1

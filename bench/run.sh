@@ -222,23 +222,7 @@ sink() {
 
 # ---- the trade-off of syncfs: another writer on the same filesystem ----
 
-# A neighbour that keeps ~200 MB of dirty page cache on our filesystem
-# (bounded: 600 rounds at most); stops at the next round once told.
-noise_start() {
-    rm -f "$WORK/noise.stop"
-    (for _ in $(seq 600); do
-        [ -e "$WORK/noise.stop" ] && break
-        dd if=/dev/zero of="$WORK/noise" bs=1M count=200 status=none
-    done; rm -f "$WORK/noise") &
-    NOISE_PID=$!
-    sleep 1
-}
-
-noise_stop() {
-    touch "$WORK/noise.stop"
-    wait "$NOISE_PID" 2>/dev/null || true
-    NOISE_PID=
-}
+. "$HERE/neighbour.sh"
 
 neighbour() {
     local sessions noisy i a b sq pq m
