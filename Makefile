@@ -20,7 +20,7 @@ PORT_ARGS ?=
 
 SERVER_SRC = smtpd.c session.c commands.c delivery.c auth.c reply.c parser.c \
              maildir.c committer.c transform.c monitor.c buffer.c args.c \
-             log.c stats.c selector.c selector_$(SELECTOR).c
+             log.c stats.c selector.c selector_$(SELECTOR).c proxy.c
 SERVER_OBJ = $(SERVER_SRC:%.c=$(BUILD)/%.o)
 MANAGER_OBJ = $(BUILD)/manager.o
 UNIT_TESTS = $(patsubst tests/%.c,%,$(wildcard tests/unit_*.c))
@@ -105,11 +105,14 @@ build/fuzz/fuzz_parser: fuzz/fuzz_parser.c parser.c auth.c $(wildcard include/*.
 build/fuzz/fuzz_monitor: fuzz/fuzz_monitor.c monitor.c $(wildcard include/*.h)
 	mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_monitor.c monitor.c -o $@
+build/fuzz/fuzz_proxy: fuzz/fuzz_proxy.c proxy.c $(wildcard include/*.h)
+	mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_proxy.c proxy.c -o $@
 
 # Each harness runs FUZZ_TIME seconds from the seed corpus; new inputs go
 # to build/fuzz/corpus-*, so the corpus kept in git stays as it is.
-fuzz: build/fuzz/fuzz_parser build/fuzz/fuzz_monitor
-	for h in parser monitor; do \
+fuzz: build/fuzz/fuzz_parser build/fuzz/fuzz_monitor build/fuzz/fuzz_proxy
+	for h in parser monitor proxy; do \
 	  mkdir -p build/fuzz/corpus-$$h && \
 	  build/fuzz/fuzz_$$h -max_total_time=$(FUZZ_TIME) -max_len=16384 \
 	    -artifact_prefix=build/fuzz/ build/fuzz/corpus-$$h fuzz/corpus/$$h \

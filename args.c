@@ -20,6 +20,7 @@ static const char usage_text[] =
     "usage: smtpd [-d DOMAIN] [-s PORT] [-p PORT] [-a ADDR]... [-m ADDR]...\n"
     "             [-f DIR] [-u USER:PASS]... [-A] [-k TOKEN] [-t CMD]\n"
     "             [-l FILE] [-L LEVEL] [-c N] [-z BYTES] [-T SECONDS] [-v] [-h]\n"
+    "             [--proxy-from ADDR[/PREFIX]]...\n"
     "\n"
     "  -d DOMAIN     local mail domain, also the greeting name (localhost)\n"
     "  -s PORT       SMTP TCP port (2525)\n"
@@ -38,7 +39,10 @@ static const char usage_text[] =
     "  -T SECONDS    idle timeout per command and DATA read; longest\n"
     "                transformation run (300)\n"
     "  -v            print the version and exit\n"
-    "  -h            print this help and exit\n";
+    "  -h            print this help and exit\n"
+    "  --proxy-from ADDR[/PREFIX]\n"
+    "                clients from here (a load balancer) must start with a\n"
+    "                PROXY protocol header, version 1 or 2; repeatable (none)\n";
 
 static _Noreturn void args_die(const char *fmt, const char *value)
 {
@@ -139,9 +143,27 @@ static void args_token(struct config *cfg, const char *tok)
     cfg->token_is_default = 0;
 }
 
+/* Long options have no letter: their getopt_long values start here. */
+enum { OPT_PROXY_FROM = 256 };
+
+static const struct option long_options[] = {
+    { "proxy-from", required_argument, NULL, OPT_PROXY_FROM },
+    { NULL, 0, NULL, 0 },
+};
+
+static void args_proxy_from(struct config *cfg, const char *arg)
+{
+    if (cfg->n_proxy_from == ARGS_MAX_ADDRS)
+        args_die("too many --proxy-from entries: '%s'", arg);
+    if (proxy_net_parse(arg, &cfg->proxy_from[cfg->n_proxy_from]) < 0)
+        args_die("bad --proxy-from '%s': expected ADDR or ADDR/PREFIX", arg);
+    cfg->n_proxy_from++;
+}
+
 static void args_option(struct config *cfg, int opt, char *arg)
 {
     switch (opt) {
+    case OPT_PROXY_FROM: args_proxy_from(cfg, arg); break;
     case 'd':
         if (!args_domain_ok(arg))
             args_die("bad domain '%s'", arg);
@@ -185,7 +207,11 @@ void args_parse(int argc, char **argv, struct config *cfg)
     args_defaults(cfg);
     opterr = 0;
     int opt;
-    while ((opt = getopt(argc, argv, ":d:s:p:a:m:f:u:Ak:t:l:L:c:z:T:vh")) != -1) {
+    while ((opt = getopt_long(argc, argv, ":d:s:p:a:m:f:u:Ak:t:l:L:c:z:T:vh",
+                              long_options, NULL)) != -1) {
+        if ((opt == '?' || opt == ':') && (optopt == 0 || optopt >= OPT_PROXY_FROM))
+            args_die(opt == '?' ? "unknown option %s" : "option %s needs a value",
+                     argv[optind - 1]);
         if (opt == '?') {
             char bad[2] = { (char)optopt, '\0' };
             args_die("unknown option -%s", bad);

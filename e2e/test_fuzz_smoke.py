@@ -1,6 +1,6 @@
 """Fuzzing smoke run (docs/reliability.md): when clang and libFuzzer are
-here, builds the two harnesses exactly as `make fuzz` does (into a scratch
-directory) and runs each for 10 s from a copy of its seed corpus, both at
+here, builds the three harnesses exactly as `make fuzz` does (into a scratch
+directory) and runs each for 10 s from a copy of its seed corpus, all at
 once; any crash, leak, sanitizer report or UB fails the test.  The long
 runs are `make fuzz FUZZ_TIME=...`.
 """
@@ -20,6 +20,7 @@ FLAGS = ["-std=c11", "-D_GNU_SOURCE", "-Iinclude", "-g", "-O1",
 HARNESSES = {
     "parser": ["fuzz/fuzz_parser.c", "parser.c", "auth.c"],
     "monitor": ["fuzz/fuzz_monitor.c", "monitor.c"],
+    "proxy": ["fuzz/fuzz_proxy.c", "proxy.c"],
 }
 SECONDS = 10
 

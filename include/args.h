@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "log.h"
+#include "proxy.h"
 
 #define ARGS_MAX_ADDRS  16
 #define ARGS_MAX_USERS  256
@@ -38,6 +39,8 @@ struct config {
     unsigned max_clients;                   /* -c */
     uint64_t max_size;                      /* -z */
     unsigned timeout_s;                     /* -T */
+    struct proxy_net proxy_from[ARGS_MAX_ADDRS]; /* --proxy-from */
+    size_t n_proxy_from;
 };
 
 /*
