@@ -62,7 +62,7 @@ run: all
 # ---- tests ------------------------------------------------------------
 
 # python3-pytest, swaks, curl, msmtp, dovecot-imapd, clang + libFuzzer,
-# valgrind, groff: installed with apt-get when missing (e2e/deps.sh).
+# valgrind, groff, haproxy: installed with apt-get when missing (e2e/deps.sh).
 test-deps:
 	@sh e2e/deps.sh
 

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs what `make test` needs on a fresh Debian machine, and nothing
-# when it is all there already. Daemons that come with a package (dovecot)
-# are kept from starting: the tests start their own private instances.
+# when it is all there already. Daemons that come with a package (dovecot,
+# haproxy) are kept from starting: the tests start their own private instances.
 set -e
 missing=""
 /usr/bin/python3 -c 'import pytest' 2>/dev/null || missing="$missing python3-pytest"
@@ -14,6 +14,7 @@ ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a \
     >/dev/null 2>&1 || missing="$missing libclang-rt-14-dev"
 command -v valgrind >/dev/null || missing="$missing valgrind"
 command -v groff >/dev/null || missing="$missing groff"
+[ -x /usr/sbin/haproxy ] || missing="$missing haproxy"
 [ -z "$missing" ] && exit 0
 
 if [ "$(id -u)" != 0 ]; then
