@@ -191,6 +191,26 @@ def bad_log_lines(srv):
             if " warning: " in l or " error: " in l]
 
 
+def test_two_instances_one_root_without_balancer(start_server):
+    """The shared root alone: concurrent clients straight to both."""
+    s1 = start_server()
+    s2 = start_server()
+    total, per_conn = 400, 5
+    jobs = [((s1, s2)[i % 2], list(range(i * per_conn, (i + 1) * per_conn)))
+            for i in range(total // per_conn)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(
+            lambda j: send_batch(j[0].port, "127.0.0.1", j[1]), jobs))
+    acked = [a for r in results for a in r]
+    assert len(acked) == total
+    s1.wait_new("postmaster", total, timeout=10)
+    check_stored_once(s1, acked)
+    # each instance's files carry its own pid, in the ID and the name
+    names = [f.name for f in s1.new_files("postmaster")]
+    for srv in (s1, s2):
+        assert sum(1 for n in names if "P%dR" % srv.pid in n) == total // 2
+
+
 @pytest.mark.slow
 def test_two_thousand_messages_through_haproxy(balanced):
     lb, s1, s2 = balanced
