@@ -29,6 +29,7 @@ static void session_on_write(struct selector_key *key);
 static void session_on_close(struct selector_key *key);
 static void session_process(struct session *s);
 static void session_update_interest(struct session *s);
+static void session_format_peer(struct session *s, const struct sockaddr_storage *ss);
 
 static const struct fd_handler session_handler = {
     .on_read = session_on_read,
@@ -361,8 +362,6 @@ static bool session_process_line(struct session *s)
     }
     return true;
 }
-
-static void session_format_peer(struct session *s, const struct sockaddr_storage *ss);
 
 static void session_greet(struct session *s)
 {
