@@ -173,3 +173,15 @@ def test_bad_proxy_from_exits_2(tmp_path):
     r = subprocess.run([SMTPD_BIN, "-h"], capture_output=True, text=True,
                        timeout=10)
     assert r.returncode == 0 and "--proxy-from" in r.stdout
+
+
+def test_full_server_refuses_before_the_header(start_server, connect):
+    srv = proxied(start_server, "-c", "1")
+    time.sleep(0.2)                      # the readiness probe has left
+    c = connect(srv.port)
+    c.send(b"PROXY TCP4 192.0.2.7 127.0.0.1 40001 25\r\n")
+    assert c.reply_line() == "220 localhost ESMTP"
+    c2 = connect(srv.port)               # one too many: told at once
+    assert c2.reply_line().startswith("421 4.3.2 ")
+    assert c2.closed()
+    assert c.cmd("QUIT") == "221 2.0.0 Bye"
