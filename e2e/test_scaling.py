@@ -51,7 +51,11 @@ class Balancer:
         self.proc = subprocess.Popen([HAPROXY, "-db", "-f", str(cfg)],
                                      stdin=subprocess.DEVNULL,
                                      stdout=self._out, stderr=subprocess.STDOUT)
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
 
     def _wait_ready(self):
         deadline = time.monotonic() + 10
@@ -69,7 +73,8 @@ class Balancer:
         raise RuntimeError("haproxy did not start: " + self.output())
 
     def output(self):
-        self._out.flush()
+        if not self._out.closed:
+            self._out.flush()
         return self.out_path.read_text(errors="replace")
 
     def stop(self):
