@@ -20,7 +20,7 @@ PORT_ARGS ?=
 
 SERVER_SRC = smtpd.c session.c commands.c delivery.c auth.c reply.c parser.c \
              maildir.c committer.c transform.c monitor.c buffer.c args.c \
-             log.c stats.c selector.c selector_$(SELECTOR).c proxy.c
+             log.c stats.c errpipe.c selector.c selector_$(SELECTOR).c proxy.c
 SERVER_OBJ = $(SERVER_SRC:%.c=$(BUILD)/%.o)
 MANAGER_OBJ = $(BUILD)/manager.o
 UNIT_TESTS = $(patsubst tests/%.c,%,$(wildcard tests/unit_*.c))

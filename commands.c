@@ -23,27 +23,32 @@ struct command_row {
     enum smtp_verb verb;
     unsigned allowed;           /* states where the verb makes sense */
     enum reply_id refusal;      /* the answer anywhere else */
-    bool no_args;               /* "DATA x" is a syntax error */
+    unsigned flags;             /* CMD_* below */
     command_fn *handle;
+};
+
+enum {
+    CMD_NO_ARGS = 1 << 0,       /* "DATA x" is a syntax error */
+    CMD_OWN_NUL = 1 << 1,       /* the handler judges a NUL byte itself */
 };
 
 static command_fn cmd_helo, cmd_ehlo, cmd_mail, cmd_rcpt, cmd_data, cmd_rset,
     cmd_noop, cmd_quit, cmd_vrfy, cmd_help, cmd_expn, cmd_auth, cmd_unknown;
 
 static const struct command_row commands[] = {
-    { VERB_HELO, ST_COMMAND,        R_BAD_SEQUENCE, false, cmd_helo },
-    { VERB_EHLO, ST_COMMAND,        R_BAD_SEQUENCE, false, cmd_ehlo },
-    { VERB_MAIL, ST_READY,          R_BAD_SEQUENCE, false, cmd_mail },
-    { VERB_RCPT, ST_MAIL | ST_RCPT, R_NEED_MAIL,    false, cmd_rcpt },
-    { VERB_DATA, ST_RCPT,           R_NEED_RCPT,    true,  cmd_data },
-    { VERB_RSET, ST_COMMAND,        R_BAD_SEQUENCE, true,  cmd_rset },
-    { VERB_NOOP, ST_COMMAND,        R_BAD_SEQUENCE, false, cmd_noop },
-    { VERB_QUIT, ST_COMMAND,        R_BAD_SEQUENCE, true,  cmd_quit },
-    { VERB_VRFY, ST_COMMAND,        R_BAD_SEQUENCE, false, cmd_vrfy },
-    { VERB_HELP, ST_COMMAND,        R_BAD_SEQUENCE, false, cmd_help },
-    { VERB_EXPN, ST_COMMAND,        R_BAD_SEQUENCE, false, cmd_expn },
-    { VERB_AUTH, ST_READY,          R_BAD_SEQUENCE, false, cmd_auth },
-    { VERB_UNKNOWN, ST_COMMAND,     R_UNKNOWN_VERB, false, cmd_unknown },
+    { VERB_HELO, ST_COMMAND,        R_BAD_SEQUENCE, 0,              cmd_helo },
+    { VERB_EHLO, ST_COMMAND,        R_BAD_SEQUENCE, 0,              cmd_ehlo },
+    { VERB_MAIL, ST_READY,          R_BAD_SEQUENCE, 0,              cmd_mail },
+    { VERB_RCPT, ST_MAIL | ST_RCPT, R_NEED_MAIL,    CMD_OWN_NUL,    cmd_rcpt },
+    { VERB_DATA, ST_RCPT,           R_NEED_RCPT,    CMD_NO_ARGS,    cmd_data },
+    { VERB_RSET, ST_COMMAND,        R_BAD_SEQUENCE, CMD_NO_ARGS,    cmd_rset },
+    { VERB_NOOP, ST_COMMAND,        R_BAD_SEQUENCE, 0,              cmd_noop },
+    { VERB_QUIT, ST_COMMAND,        R_BAD_SEQUENCE, CMD_NO_ARGS,    cmd_quit },
+    { VERB_VRFY, ST_COMMAND,        R_BAD_SEQUENCE, 0,              cmd_vrfy },
+    { VERB_HELP, ST_COMMAND,        R_BAD_SEQUENCE, 0,              cmd_help },
+    { VERB_EXPN, ST_COMMAND,        R_BAD_SEQUENCE, 0,              cmd_expn },
+    { VERB_AUTH, ST_READY,          R_BAD_SEQUENCE, 0,              cmd_auth },
+    { VERB_UNKNOWN, ST_COMMAND,     R_UNKNOWN_VERB, 0,              cmd_unknown },
 };
 
 void commands_dispatch(struct session *s, char *line, size_t len)
@@ -55,9 +60,10 @@ void commands_dispatch(struct session *s, char *line, size_t len)
         row++;
     if (!(row->allowed & s->state))
         session_reply(s, row->refusal);
-    else if (cmd.has_nul && row->verb != VERB_UNKNOWN)
+    else if (cmd.has_nul && row->verb != VERB_UNKNOWN
+             && !(row->flags & CMD_OWN_NUL))
         session_reply(s, R_BAD_ARGS);
-    else if (row->no_args && cmd.arg_len > 0)
+    else if ((row->flags & CMD_NO_ARGS) && cmd.arg_len > 0)
         session_reply(s, R_NO_ARGS_ALLOWED);
     else
         row->handle(s, &cmd);
@@ -212,16 +218,33 @@ static int rcpt_add(struct session *s, const struct smtp_path *path, char *box)
     return 0;
 }
 
+/* The argument as a C string in which a NUL byte reads as the control
+ * byte 0x01: refused like any other where it stands (in a local-part
+ * 501 5.1.3, in a domain 501 5.1.2), instead of ending the string early
+ * and passing for something shorter. */
+static const char *rcpt_arg(const struct smtp_command *cmd, char *buf,
+                            size_t size)
+{
+    if (!cmd->has_nul || cmd->arg_len >= size)
+        return cmd->arg;
+    for (size_t i = 0; i < cmd->arg_len; i++)
+        buf[i] = cmd->arg[i] ? cmd->arg[i] : '\x01';
+    buf[cmd->arg_len] = '\0';
+    return buf;
+}
+
 static void cmd_rcpt(struct session *s, const struct smtp_command *cmd)
 {
+    char buf[SMTP_LINE_MAX + 1];
+    const char *arg = rcpt_arg(cmd, buf, sizeof buf);
     if (s->nrcpts >= SESSION_MAX_RCPTS) {
-        rcpt_refuse(s, cmd->arg, R_TOO_MANY_RCPTS);
+        rcpt_refuse(s, arg, R_TOO_MANY_RCPTS);
         return;
     }
     struct smtp_path path;
-    enum reply_id id = rcpt_check(parser_rcpt_to(cmd->arg, &path), &path);
+    enum reply_id id = rcpt_check(parser_rcpt_to(arg, &path), &path);
     if (id != R_RCPT_OK) {
-        rcpt_refuse(s, cmd->arg, id);
+        rcpt_refuse(s, arg, id);
         return;
     }
     char *box = strdup(path.local);
@@ -232,7 +255,7 @@ static void cmd_rcpt(struct session *s, const struct smtp_command *cmd)
     lowercase(box);
     if (!mailbox_known(box)) {
         free(box);
-        rcpt_refuse(s, cmd->arg, R_NO_MAILBOX);
+        rcpt_refuse(s, arg, R_NO_MAILBOX);
         return;
     }
     if (rcpt_add(s, &path, box) < 0) {

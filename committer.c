@@ -8,12 +8,12 @@
  * new/ directories after linking: the file's data being on disk is not
  * enough, the directory entry that names it must be too, or a crash right
  * after our 250 could lose the message on a filesystem that reorders
- * metadata. We promise that a 250 survives kill -9 and power loss (SPEC 5).
+ * metadata. We promise that a 250 survives kill -9 and power loss (docs/reliability.md).
  *
  * Why syncfs() and not fsync() per file: each fsync is a journal commit
  * plus a cache flush, which caps delivery near 1,000 messages/s on our
  * disks; one syncfs over a batch of 64 files reached 1,900-4,500 files/s
- * (/work/shared/FACTS.md, bench/fsync_ceiling.c). syncfs covers only the
+ * (docs/benchmarks.md, bench/fsync_ceiling.c). syncfs covers only the
  * filesystem of root, so it assumes every mailbox lives there; a spool
  * file found elsewhere (a mailbox symlinked to another disk) switches the
  * batch to per-file and per-directory fsync. syncfs reports write-back
@@ -256,7 +256,7 @@ static void committer_sync_links(const struct committer *c,
 
 /* ---- the thread ------------------------------------------------------- */
 
-/* The four steps of SPEC 5 for a whole batch. The tmp/ files go last, so
+/* The four delivery steps (maildir.h) for a whole batch. The tmp/ files go last, so
  * a crash at any point leaves each message either whole in tmp/ (removed
  * by maildir_clean_tmp at the next start) or durable in new/. */
 static void committer_run_batch(const struct committer *c,

@@ -244,9 +244,12 @@ static int delivery_filter(struct session *s)
                               s->boxes[0]) < 0)
         return -1;
     char *list = delivery_recipient_list(s);
+    struct transform_job job = {
+        .in_fd = s->msg.fd, .out_fd = s->filtered.fd, .id = s->msg.id,
+        .sender = s->sender, .recipients = list, .client = s->ip,
+    };
     if (list)
-        s->transform = transform_start(session_env.sel, s->msg.fd,
-                                       s->filtered.fd, s->sender, list, s->ip,
+        s->transform = transform_start(session_env.sel, &job,
                                        delivery_filtered, s);
     free(list);
     if (s->transform == NULL) {

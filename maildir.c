@@ -50,7 +50,7 @@ static int maildir_path(char *dst, size_t len, const char *fmt, ...)
     return 0;
 }
 
-/* SPEC 3 local-part rule, checked again here so that no caller mistake
+/* The local-part rule, checked again here so that no caller mistake
  * can make us touch a path outside root ('/', "..", a leading dot).
  * lower_only: mailbox directories are always lowercase. */
 static int maildir_name_ok(const char *s, int lower_only)
@@ -358,7 +358,7 @@ static void maildir_make_id(struct maildir_msg *m)
 }
 
 /* A box name as the committer and we use it in paths: never a way out of
- * root. Full SPEC 3 validation is the caller's job. */
+ * root. Full local-part validation is the caller's job. */
 static int maildir_box_ok(const char *box)
 {
     return box[0] != '\0' && box[0] != '.' && !strchr(box, '/');

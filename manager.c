@@ -1,5 +1,5 @@
 /*
- * manager.c - the monitor's client (SPEC 2 and 7): one 14-byte UDP request
+ * manager.c - the monitor's client (manager.1, docs/monitor-protocol.md): one 14-byte UDP request
  * per question, resent with the same id when unanswered, the answer printed
  * for a human. Standalone: libc and include/monitor_proto.h only.
  * With several -i servers, every one is asked; counters are also summed.
@@ -76,6 +76,7 @@ static const struct manager_cmd manager_cmds[] = {
     { NULL, MON_CMD_AUTH_FAILURES, "auth failures",        false, true },
     { NULL, MON_CMD_TRANSFORM_FAILURES, "transformation failures", false, true },
     { NULL, MON_CMD_UPTIME,     "uptime seconds",          false, true },
+    { NULL, MON_CMD_DROPPED,    "monitor datagrams dropped", false, true },
 };
 #define MANAGER_NCMDS (sizeof manager_cmds / sizeof manager_cmds[0])
 #define MANAGER_MENU_LEN 6
@@ -118,14 +119,16 @@ static void manager_usage(FILE *out)
 "  off       switch transformations OFF\n"
 "  stats     every metric, one per line: the three above, transformations,\n"
 "            messages delivered, recipients delivered, recipients rejected,\n"
-"            auth failures, transformation failures, uptime seconds\n"
+"            auth failures, transformation failures, uptime seconds,\n"
+"            monitor datagrams dropped\n"
 "\n"
 "Without COMMAND, a menu read line by line from standard input:\n"
-"  0 hist   1 conc   2 bytes   3 status   4 on   5 off   q quit\n"
+"  0 hist   1 conc   2 bytes   3 status   4 on   5 off   s stats   q quit\n"
 "  (a command word works too; end of input quits)\n"
 "\n"
-"An unanswered request is sent again with the same id after 1 second,\n"
-"3 times in all.\n"
+"Each request waits 1 second for its answer and is sent again with the\n"
+"same id when none came, 3 times in all (about 3 seconds before \"no\n"
+"answer\"), also when the server's host says nothing listens there.\n"
 "\n"
 "exit status: 0 done; 1 error status from a server, no answer from one\n"
 "of them, or an unknown host; 2 bad usage.\n", out);
@@ -322,9 +325,11 @@ static int manager_parse(const uint8_t *req, const uint8_t *res, size_t n,
     return 0;
 }
 
-/* Waits up to MANAGER_WAIT_MS for the answer to req. 1: *ans filled;
- * 0: none this time (timeout, or refused: nobody listens); -1: the socket
- * failed. */
+/* Waits MANAGER_WAIT_MS for the answer to req. 1: *ans filled; 0: none
+ * this time; -1: the socket failed. A refusal (ICMP port unreachable:
+ * nobody listens yet) does not end the wait early, so every try takes
+ * the second the usage promises and a server that is starting up still
+ * gets its chance. */
 static int manager_wait(int fd, const uint8_t *req, struct manager_answer *ans)
 {
     uint64_t deadline = manager_now_ms() + MANAGER_WAIT_MS;
@@ -341,9 +346,8 @@ static int manager_wait(int fd, const uint8_t *req, struct manager_answer *ans)
         if (r <= 0)
             return r;
         ssize_t n = recv(fd, res, sizeof res, MSG_DONTWAIT);
-        if (n < 0 && errno == ECONNREFUSED)
-            return 0;
-        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        if (n < 0 && (errno == EINTR || errno == EAGAIN
+                      || errno == ECONNREFUSED))
             continue;
         if (n < 0)
             return -1;

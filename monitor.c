@@ -1,5 +1,5 @@
 /*
- * monitor.c - the UDP monitor (SPEC 7, docs/monitor-protocol.md): turns
+ * monitor.c - the UDP monitor (docs/monitor-protocol.md): turns
  * 14-byte requests into 15-byte responses from the stats counters,
  * switches transformations, and owns the UDP sockets it answers on.
  * Client datagrams are never fatal: the worst they get is an error status.
@@ -21,15 +21,26 @@
 #include "stats.h"
 #include "transform.h"
 
-/* Enough for any request; a longer datagram is cut to this size, which
- * still differs from MON_REQUEST_LEN and so still gets status 4. */
+/* Room for any request; recvfrom with MSG_TRUNC still reports a longer
+ * datagram's real length, which is what the length rule looks at. */
 #define MONITOR_DGRAM_MAX 64
 /* -m addresses, plus room for a numeric one resolving to several. */
 #define MONITOR_MAX_FDS (ARGS_MAX_ADDRS * 2)
+/* Datagrams one wake-up reads from one socket. The rest wait in the
+ * kernel for the next turn, after every other ready handler has run: a
+ * flood slows the monitor's answers, never the SMTP clients or SIGTERM. */
+#define MONITOR_BURST 32
 
-static int monitor_fds[MONITOR_MAX_FDS];
-static size_t monitor_nfds;
-/* A copy of -k: the sockets' data pointer, valid as long as they are. */
+/* One bound socket: its address is what "from ourselves" is checked
+ * against. Slots never move, since the selector holds pointers to them. */
+struct monitor_sock {
+    int fd;                         /* -1: slot free */
+    struct sockaddr_storage local;  /* as bound (getsockname) */
+};
+
+static struct monitor_sock monitor_socks[MONITOR_MAX_FDS];
+static size_t monitor_nsocks;       /* slots ever used (high-water mark) */
+/* A copy of -k, valid as long as the sockets are. */
 static uint8_t monitor_token[MON_TOKEN_LEN];
 
 /* ---- the protocol, no I/O --------------------------------------------- */
@@ -82,6 +93,7 @@ static uint64_t monitor_counter(uint8_t cmd)
     case MON_CMD_AUTH_FAILURES:      return stats.auth_failures;
     case MON_CMD_TRANSFORM_FAILURES: return stats.transform_failures;
     case MON_CMD_UPTIME:             return stats_uptime();
+    case MON_CMD_DROPPED:            return stats.monitor_dropped;
     default:                         return 0;
     }
 }
@@ -112,21 +124,31 @@ static void monitor_run(uint8_t cmd, uint8_t *res)
     }
 }
 
+/*
+ * Which datagrams may be answered at all. A response is 15 bytes and
+ * starts with the same signature as a request, so answering anything of
+ * 15 bytes or more could mean answering another monitor's response (or
+ * our own, forged back at us), and the two would answer each other
+ * forever. Below 5 bytes there is no request id to echo, so an answer
+ * could not be matched to anything a client sent.
+ */
+static bool monitor_answerable(const uint8_t *req, size_t n)
+{
+    return n >= MON_MIN_ANSWERED && n < MON_RESPONSE_LEN
+           && req[0] == MON_SIG0 && req[1] == MON_SIG1;
+}
+
 size_t monitor_handle(const uint8_t *req, size_t n, const uint8_t token[8],
                       uint8_t res[15])
 {
-    if (n < 2 || req[0] != MON_SIG0 || req[1] != MON_SIG1)
+    if (!monitor_answerable(req, n))
         return 0;
     memset(res, 0, MON_RESPONSE_LEN);
     res[0] = MON_SIG0;
     res[1] = MON_SIG1;
     res[2] = MON_VERSION;
-    /* A request too short to hold an id still gets its status 4, with
-     * id 0, so a confused client learns what is wrong. */
-    if (n >= MON_REQ_ID + 2) {
-        res[MON_RES_ID] = req[MON_REQ_ID];
-        res[MON_RES_ID + 1] = req[MON_REQ_ID + 1];
-    }
+    res[MON_RES_ID] = req[MON_REQ_ID];
+    res[MON_RES_ID + 1] = req[MON_REQ_ID + 1];
     res[MON_RES_STATUS] = monitor_check(req, n, token);
     if (res[MON_RES_STATUS] == MON_OK)
         monitor_run(req[MON_REQ_CMD], res);
@@ -178,31 +200,83 @@ static void monitor_log(const uint8_t *req, size_t n, const uint8_t *res,
                   peer, n, cmd, (unsigned)status);
 }
 
-/* Answers one datagram. A response the kernel cannot take now is dropped:
- * this is UDP, the client retransmits. */
-static void monitor_answer(int fd, const uint8_t *req, size_t n,
-                           const uint8_t *token,
-                           const struct sockaddr_storage *sa, socklen_t len)
+/* The port of an IPv4 or IPv6 address, host order; 0 for anything else. */
+static uint16_t monitor_port_of(const struct sockaddr_storage *sa)
+{
+    if (sa->ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    if (sa->ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    return 0;
+}
+
+/* Whether a's address is b's, or b is bound to every address (then any
+ * address of this host is ours; we take every one, which costs nothing:
+ * a client never sends from the monitor's own port). */
+static bool monitor_same_host(const struct sockaddr_storage *a,
+                              const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return false;
+    if (a->ss_family == AF_INET) {
+        in_addr_t x = ((const struct sockaddr_in *)a)->sin_addr.s_addr;
+        in_addr_t y = ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+        return x == y || y == htonl(INADDR_ANY);
+    }
+    const struct in6_addr *x = &((const struct sockaddr_in6 *)a)->sin6_addr;
+    const struct in6_addr *y = &((const struct sockaddr_in6 *)b)->sin6_addr;
+    return IN6_ARE_ADDR_EQUAL(x, y) || IN6_IS_ADDR_UNSPECIFIED(y);
+}
+
+/* A datagram from port 0 (no one can answer there) or from the socket's
+ * own address and port (a forgery: answering it would feed ourselves). */
+static bool monitor_from_ourselves(const struct monitor_sock *ms,
+                                   const struct sockaddr_storage *sa)
+{
+    uint16_t port = monitor_port_of(sa);
+
+    return port == 0
+        || (port == monitor_port_of(&ms->local)
+            && monitor_same_host(sa, &ms->local));
+}
+
+/* Answers one datagram, or counts it as dropped. A response the kernel
+ * cannot take now is dropped too: this is UDP, the client retransmits. */
+static void monitor_answer(const struct monitor_sock *ms, const uint8_t *req,
+                           size_t n, const struct sockaddr_storage *sa,
+                           socklen_t len)
 {
     uint8_t res[MON_RESPONSE_LEN];
 
-    if (monitor_handle(req, n, token, res) == 0)
+    if (monitor_from_ourselves(ms, sa)
+        || monitor_handle(req, n, monitor_token, res) == 0) {
+        stats.monitor_dropped++;
+        if (stats.monitor_dropped % 1000 == 1) {
+            char peer[NI_MAXHOST + NI_MAXSERV + 4];
+            monitor_peer_name(sa, len, peer, sizeof peer);
+            log_info("monitor: dropped a datagram of %zu bytes from %s "
+                     "(%llu dropped so far)", n, peer,
+                     (unsigned long long)stats.monitor_dropped);
+        }
         return;
+    }
     monitor_log(req, n, res, sa, len);
-    if (sendto(fd, res, sizeof res, MSG_DONTWAIT,
+    if (sendto(ms->fd, res, sizeof res, MSG_DONTWAIT,
                (const struct sockaddr *)sa, len) < 0)
         log_debug("monitor: sendto: %s", strerror(errno));
 }
 
+/* At most MONITOR_BURST datagrams per wake-up (see the selector's rule);
+ * the socket stays readable, so the rest come in the next turn. */
 static void monitor_on_read(struct selector_key *key)
 {
-    const uint8_t *token = key->data;
+    const struct monitor_sock *ms = key->data;
     uint8_t req[MONITOR_DGRAM_MAX];
 
-    for (;;) {
+    for (int i = 0; i < MONITOR_BURST; i++) {
         struct sockaddr_storage sa;
         socklen_t len = sizeof sa;
-        ssize_t n = recvfrom(key->fd, req, sizeof req, 0,
+        ssize_t n = recvfrom(key->fd, req, sizeof req, MSG_TRUNC,
                              (struct sockaddr *)&sa, &len);
         if (n < 0) {
             if (errno == EINTR)
@@ -211,23 +285,15 @@ static void monitor_on_read(struct selector_key *key)
                 log_warn("monitor: recvfrom: %s", strerror(errno));
             return;
         }
-        monitor_answer(key->fd, req, (size_t)n, token, &sa, len);
-    }
-}
-
-static void monitor_forget_fd(int fd)
-{
-    for (size_t i = 0; i < monitor_nfds; i++) {
-        if (monitor_fds[i] == fd) {
-            monitor_fds[i] = monitor_fds[--monitor_nfds];
-            return;
-        }
+        monitor_answer(ms, req, (size_t)n, &sa, len);
     }
 }
 
 static void monitor_on_close(struct selector_key *key)
 {
-    monitor_forget_fd(key->fd);
+    struct monitor_sock *ms = key->data;
+
+    ms->fd = -1;
     close(key->fd);
 }
 
@@ -281,22 +347,37 @@ close_fd:
     return -1;
 }
 
-/* Hands a bound socket to the selector and remembers it. 0 or -1; on -1
- * the fd is closed. */
+/* A free slot for a new socket, or NULL when all are taken. */
+static struct monitor_sock *monitor_slot(void)
+{
+    for (size_t i = 0; i < monitor_nsocks; i++)
+        if (monitor_socks[i].fd < 0)
+            return &monitor_socks[i];
+    if (monitor_nsocks == MONITOR_MAX_FDS)
+        return NULL;
+    return &monitor_socks[monitor_nsocks++];
+}
+
+/* Hands a bound socket to the selector and remembers it with its local
+ * address. 0 or -1; on -1 the fd is closed. */
 static int monitor_register(struct selector *s, int fd, const char *addr)
 {
-    if (monitor_nfds == MONITOR_MAX_FDS) {
+    struct monitor_sock *ms = monitor_slot();
+    socklen_t len = sizeof ms->local;
+
+    if (ms == NULL) {
         log_error("monitor: too many sockets, not serving %s", addr);
         close(fd);
         return -1;
     }
-    if (selector_register(s, fd, &monitor_handler, OP_READ,
-                          monitor_token) < 0) {
+    ms->fd = -1;
+    if (getsockname(fd, (struct sockaddr *)&ms->local, &len) < 0
+        || selector_register(s, fd, &monitor_handler, OP_READ, ms) < 0) {
         log_error("monitor: cannot watch %s: %s", addr, strerror(errno));
         close(fd);
         return -1;
     }
-    monitor_fds[monitor_nfds++] = fd;
+    ms->fd = fd;
     return 0;
 }
 
@@ -390,15 +471,11 @@ int monitor_open(struct selector *s, const struct config *cfg)
 
 void monitor_close(struct selector *s)
 {
-    int fds[MONITOR_MAX_FDS];
-    size_t n = monitor_nfds;
-
-    /* on_close takes each fd off the list, so walk a copy */
-    memcpy(fds, monitor_fds, n * sizeof *fds);
-    for (size_t i = 0; i < n; i++) {
-        if (selector_unregister(s, fds[i]) < 0) {
-            monitor_forget_fd(fds[i]);
-            close(fds[i]);
+    for (size_t i = 0; i < monitor_nsocks; i++) {
+        int fd = monitor_socks[i].fd;
+        if (fd >= 0 && selector_unregister(s, fd) < 0) {
+            monitor_socks[i].fd = -1;
+            close(fd);
         }
     }
 }

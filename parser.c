@@ -1,7 +1,7 @@
 /*
  * parser.c - SMTP bytes in, commands, paths and DATA body bytes out.
  * Owns line framing and its limits, verb splitting, MAIL/RCPT path and
- * parameter syntax, local-part rules (SPEC 3) and the DATA end/unstuffing
+ * parameter syntax, local-part rules (README.md, "Mailboxes and users") and the DATA end/unstuffing
  * machine. No I/O, no allocation, no global state; any input is safe.
  */
 #include "parser.h"

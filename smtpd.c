@@ -24,7 +24,7 @@
 #include "stats.h"
 #include "transform.h"
 
-#define TMP_MAX_AGE (36 * 3600)     /* SPEC 5: stale tmp/ files */
+#define TMP_MAX_AGE (36 * 3600)     /* stale tmp/ files (maildir(5)) */
 #define LISTEN_BACKLOG 4096
 
 static int signal_pipe[2] = { -1, -1 };
@@ -81,7 +81,7 @@ static void on_stop_deadline(struct selector *sel, void *data)
     session_close_all();
 }
 
-/* SIGTERM/SIGINT: no new clients; sessions end as SPEC 4 says. A second
+/* SIGTERM/SIGINT: no new clients; sessions end as smtpd.8 says. A second
  * signal closes everything at once. */
 static void begin_stop(struct selector *sel, const struct config *cfg)
 {
@@ -97,12 +97,14 @@ static void begin_stop(struct selector *sel, const struct config *cfg)
     selector_timer_set(sel, &stop_timer, (uint64_t)cfg->timeout_s * 1000);
 }
 
+/* One read per wake-up (the selector's rule): what is left of a burst of
+ * signals is read in the next turn. */
 static void on_signal_pipe(struct selector_key *key)
 {
     const struct config *cfg = key->data;
     unsigned char sigs[64];
-    ssize_t n;
-    while ((n = read(key->fd, sigs, sizeof(sigs))) > 0) {
+    ssize_t n = read(key->fd, sigs, sizeof(sigs));
+    if (n > 0) {
         for (ssize_t i = 0; i < n; i++) {
             if (sigs[i] == SIGCHLD)
                 transform_reap();

@@ -1,5 +1,5 @@
 /*
- * transform.c - runs the -t command over one message (SPEC 6) without ever
+ * transform.c - runs the -t command over one message (docs/transformations.md) without ever
  * blocking the loop: spool files as the child's stdin/stdout, exit noticed
  * via SIGCHLD -> transform_reap(), -T enforced by a selector timer. Owns
  * the ON/OFF switch, the children's process groups and their reaping.
@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "errpipe.h"
 #include "log.h"
 
 extern char **environ;
@@ -239,9 +240,11 @@ static int transform_attr_init(posix_spawnattr_t *attr)
 }
 
 /* posix_spawn (vfork-like: no copy of the server's memory) of
- * /bin/sh -c CMD with in/out as 0/1; stderr is inherited, everything else
- * is close-on-exec. Returns 0 or an errno value. */
-static int transform_spawn(pid_t *pid, int in, int out, char **env)
+ * /bin/sh -c CMD with in/out/err as 0/1/2 (err -1: the server's own
+ * stderr is inherited); everything else is close-on-exec. Returns 0 or an
+ * errno value. */
+static int transform_spawn(pid_t *pid, int in, int out, int err_fd,
+                           char **env)
 {
     posix_spawnattr_t attr;
     posix_spawn_file_actions_t fa;
@@ -253,6 +256,8 @@ static int transform_spawn(pid_t *pid, int in, int out, char **env)
         err = posix_spawn_file_actions_adddup2(&fa, in, STDIN_FILENO);
         if (err == 0)
             err = posix_spawn_file_actions_adddup2(&fa, out, STDOUT_FILENO);
+        if (err == 0 && err_fd >= 0)
+            err = posix_spawn_file_actions_adddup2(&fa, err_fd, STDERR_FILENO);
         if (err == 0) {
             char *argv[] = { "/bin/sh", "-c", transform_cmd, NULL };
             err = posix_spawn(pid, "/bin/sh", &fa, &attr, argv, env);
@@ -330,38 +335,54 @@ static struct transform *transform_new(struct selector *s,
     return t;
 }
 
+/* The child's stderr: a pipe into the log, prefixed with the message's
+ * ID. Should that fail (no descriptor, or one the selector cannot
+ * watch), the child writes to the server's own stderr as a last resort. */
+static int transform_open_errors(struct selector *s, const char *id)
+{
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "transform %s", id ? id : "?");
+    int fd = transform_own_high(errpipe_open(s, prefix));
+    if (fd < 0)
+        log_warn("transform: filter stderr not logged: %s", strerror(errno));
+    return fd;
+}
+
 /* Spawns with the descriptors and environment prepared; returns 0 or an
  * errno value. Everything it opened is closed again before returning. */
-static int transform_launch(struct transform *t, int in_fd, int out_fd,
+static int transform_launch(struct transform *t, const struct transform_job *job,
                             char **env)
 {
-    int in = transform_open_input(in_fd);
+    int in = transform_open_input(job->in_fd);
     if (in < 0)
         return errno;
-    int out = transform_open_output(out_fd);
+    int out = transform_open_output(job->out_fd);
     if (out < 0) {
         int err = errno;
         close(in);
         return err;
     }
-    int err = transform_spawn(&t->pid, in, out, env);
+    int err_fd = transform_open_errors(t->sel, job->id);
+    int err = transform_spawn(&t->pid, in, out, err_fd, env);
     close(in);
     close(out);
+    if (err_fd >= 0)
+        close(err_fd);
     return err;
 }
 
-struct transform *transform_start(struct selector *s, int in_fd, int out_fd,
-                                  const char *sender, const char *recipients,
-                                  const char *client, transform_done_fn done,
-                                  void *data)
+struct transform *transform_start(struct selector *s,
+                                  const struct transform_job *job,
+                                  transform_done_fn done, void *data)
 {
     if (!transform_cmd) {
         errno = ENOENT;
         return NULL;
     }
     struct transform *t = transform_new(s, done, data);
-    char **env = transform_env_build(sender, recipients, client);
-    int err = t && env ? transform_launch(t, in_fd, out_fd, env) : ENOMEM;
+    char **env = transform_env_build(job->sender, job->recipients,
+                                     job->client);
+    int err = t && env ? transform_launch(t, job, env) : ENOMEM;
     transform_env_free(env);
     if (err != 0) {
         log_warn("transform: spawn failed: %s", strerror(err));

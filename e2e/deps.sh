@@ -1,7 +1,9 @@
 #!/bin/sh
 # Installs what `make test` needs on a fresh Debian machine, and nothing
-# when it is all there already. Daemons that come with a package (dovecot,
-# haproxy) are kept from starting: the tests start their own private instances.
+# when it is all there already (README.md lists each package and why).
+# Daemons that come with a package (dovecot, haproxy) are kept from
+# starting, and their system services are left disabled: the tests start
+# their own private instances.
 set -e
 missing=""
 /usr/bin/python3 -c 'import pytest' 2>/dev/null || missing="$missing python3-pytest"
@@ -14,6 +16,8 @@ ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a \
     >/dev/null 2>&1 || missing="$missing libclang-rt-14-dev"
 command -v valgrind >/dev/null || missing="$missing valgrind"
 command -v groff >/dev/null || missing="$missing groff"
+command -v dot >/dev/null || missing="$missing graphviz"
+command -v strace >/dev/null || missing="$missing strace"
 [ -x /usr/sbin/haproxy ] || missing="$missing haproxy"
 [ -z "$missing" ] && exit 0
 
@@ -31,4 +35,13 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends $missing
 [ "$own_policy" = 1 ] && rm -f "$policy"
+# The packages enable dovecot.service and haproxy.service at boot; the
+# suite needs only its private instances, so the system's stay off.
+if [ -e /lib/systemd/system/dovecot.service ] && command -v systemctl >/dev/null; then
+    systemctl disable dovecot.service >/dev/null 2>&1 || true
+    systemctl disable dovecot.socket >/dev/null 2>&1 || true
+fi
+if [ -e /lib/systemd/system/haproxy.service ] && command -v systemctl >/dev/null; then
+    systemctl disable haproxy.service >/dev/null 2>&1 || true
+fi
 exit 0

@@ -1,4 +1,4 @@
-"""AUTH PLAIN and LOGIN (RFC 4954, 4616; SPEC 4, issue 3): success,
+"""AUTH PLAIN and LOGIN (RFC 4954, 4616): success,
 failure, cancel, order, malformed data, line limits, -A, ESMTPA in the
 Received header, and what the log says (and never says)."""
 import time

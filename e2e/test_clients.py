@@ -1,4 +1,4 @@
-"""Real mail programs against the server (issues 2, 3): swaks, curl and
+"""Real mail programs against the server: swaks, curl and
 msmtp (installed by `make test-deps`; skipped with a reason when missing)
 and Python's smtplib, with and without AUTH."""
 import shutil

@@ -1,4 +1,4 @@
-"""Many clients at once (SPEC 4, issue 2): 600 concurrent deliveries, slow
+"""Many clients at once: 600 concurrent deliveries, slow
 or stuck clients never hold up the others, and descriptors do not leak."""
 import os
 import socket

@@ -1,4 +1,4 @@
-"""Crash safety (SPEC 5; docs/reliability.md): kill -9 at a random moment
+"""Crash safety (docs/reliability.md): kill -9 at a random moment
 while clients deliver, several rounds on the same mailbox root.  Every
 message that got "250 2.0.0" is whole in new/ of each of its recipients,
 exactly once; a restart on the same root serves again; tmp/ files older

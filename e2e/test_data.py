@@ -1,4 +1,4 @@
-"""DATA (SPEC 4, 5): only <CRLF>.<CRLF> ends the message (no SMTP
+"""DATA: only <CRLF>.<CRLF> ends the message (no SMTP
 smuggling), dot-unstuffing, a terminator split across sends, long lines,
 arbitrary bytes, a 5 MB message byte-exact, the client hanging up
 mid-DATA, and the session going on after a message."""

@@ -1,4 +1,4 @@
-"""Delivery (SPEC 3, 5): what a stored file holds (Return-Path, Received,
+"""Delivery: what a stored file holds (Return-Path, Received,
 the message), its Maildir name, one file per mailbox, which mailboxes
 exist, IPv6 clients, and the stale tmp/ sweep at start."""
 import email.utils

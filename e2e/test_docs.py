@@ -1,4 +1,4 @@
-"""The documentation stays true to the programs (issue 8).
+"""The documentation stays true to the programs.
 
 The man pages format without a single groff warning; every flag that
 `smtpd -h` and `manager -h` list is documented in README.md and in the man
@@ -45,7 +45,7 @@ def option_lines(text):
 
 def smtpd_flags():
     flags = option_lines(usage(SMTPD_BIN))
-    assert len(flags) >= 17, flags     # SPEC 2 lists 17 letters
+    assert len(flags) >= 17, flags     # the usage lists 17 letters
     return flags
 
 

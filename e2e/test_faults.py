@@ -1,4 +1,4 @@
-"""Faults (SPEC 5, 6; docs/reliability.md): a disk that fills up or fails
+"""Faults (docs/reliability.md): a disk that fills up or fails
 gives 452 4.3.1 / 451 4.3.0 and leaves nothing in any new/ or tmp/; out
 of descriptors, new clients get 421 instead of hanging and the server
 recovers when they leave; a filter that crashes, hangs or floods its

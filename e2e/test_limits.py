@@ -1,4 +1,4 @@
-"""Limits (SPEC 2, 4): line length, the error counter, 100 recipients,
+"""Limits: line length, the error counter, 100 recipients,
 SIZE and -z, -c (client limit) and -T (idle timeout)."""
 import time
 

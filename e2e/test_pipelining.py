@@ -1,4 +1,4 @@
-"""PIPELINING (RFC 2920, SPEC 4): commands in one send or one byte per
+"""PIPELINING (RFC 2920): commands in one send or one byte per
 send; every command answered, in order, nothing buffered lost."""
 import socket
 import threading

@@ -1,4 +1,4 @@
-"""The process (SPEC 2, 4, 8): flags and their errors, -h/-v, signals
+"""The process: flags and their errors, -h/-v, signals
 (SIGTERM/SIGINT graceful stop, SIGHUP log reopen, SIGPIPE, kill -9), the
 listen addresses, the open-files limit, and what the log records."""
 import base64

@@ -1,4 +1,4 @@
-"""Read back with real mail tools (issue 8, item 4).
+"""Read back with real mail tools.
 
 A message delivered through smtpd is read from its Maildir by Python's
 mailbox.Maildir and by Dovecot over IMAP (imaplib); both must see the

@@ -1,4 +1,4 @@
-"""No relay, no escape, no injection (SPEC 3, 4, 8; docs/reliability.md).
+"""No relay, no escape, no injection (docs/reliability.md).
 
 Tricky recipients are either delivered to the mailbox their local-part
 names, or refused with 5xx; nothing is ever written outside the mailbox
@@ -10,6 +10,8 @@ log line.
 import os
 import pathlib
 import re
+import socket
+import struct
 
 import pytest
 
@@ -241,3 +243,44 @@ def test_control_bytes_in_addresses_and_auth_are_escaped(start_server,
     check_log(srv)
     log = srv.log_text()
     assert "\\x0dX-Injected" in log and "\\x0aX-Injected" in log, log
+
+
+@pytest.mark.parametrize("rcpt, reply", [
+    (b"<a\x00b@localhost>", "501 5.1.3"),
+    (b"<\x00postmaster@localhost>", "501 5.1.3"),
+    (b"<postmaster\x00@localhost>", "501 5.1.3"),
+    (b"<a\x01b@localhost>", "501 5.1.3"),
+    (b"<a\x7fb@localhost>", "501 5.1.3"),
+    (b"<postmaster@local\x00host>", "501 5.1.2"),
+], ids=["nul-inside", "nul-first", "nul-last", "ctrl-01", "del", "nul-domain"])
+def test_nul_or_control_byte_in_rcpt_is_a_refused_rcpt(start_server, connect,
+                                                        rcpt, reply):
+    """A NUL is judged where it stands, like any other control byte: in a
+    local-part 501 5.1.3, in the domain 501 5.1.2; logged as a rejected
+    RCPT and counted in the monitor's rejected-recipients counter."""
+    srv = start_server()
+    c = greeted(connect, srv)
+    assert c.cmd("MAIL FROM:<a@b.test>").startswith("250")
+    c.send(b"RCPT TO:" + rcpt + b"\r\n")
+    assert c.reply_line().startswith(reply + " ")
+    # the session goes on
+    assert c.cmd("RCPT TO:<postmaster@localhost>").startswith("250 2.1.5")
+    assert c.cmd("QUIT").startswith("221")
+    c.close()
+    assert rejected_rcpts(srv) == 1
+    srv.stop()
+    check_log(srv)
+    rejected = [ln for ln in srv.log_text().splitlines()
+                if "rcpt rejected" in ln]
+    assert len(rejected) == 1 and reply in rejected[0], rejected
+
+
+def rejected_rcpts(srv):
+    """The monitor's rejected-recipients counter (command 0x08)."""
+    req = b"\xff\xfe\x00\x00\x01smtpd\x00\x00\x00\x08"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(3)
+        s.sendto(req, ("127.0.0.1", srv.monitor_port))
+        res = s.recv(64)
+    assert len(res) == 15 and res[5] == 0, res
+    return struct.unpack(">Q", res[6:14])[0]

@@ -1,4 +1,4 @@
-"""SMTP basics (SPEC 3, 4): greeting, HELO/EHLO, every verb's reply code and
+"""SMTP basics: greeting, HELO/EHLO, every verb's reply code and
 enhanced code, command order, addresses and mailbox names.
 Each test starts the real smtpd and talks to it over a loopback socket."""
 import pytest

@@ -1,4 +1,4 @@
-"""Transformations (SPEC 6): every message through `/bin/sh -c CMD` (-t),
+"""Transformations: every message through `/bin/sh -c CMD` (-t),
 trace headers included, the output stored instead; failures (exit,
 signal, -T) answer 451 4.3.0 and store nothing; the loop keeps serving
 other clients meanwhile; no zombie, no leaked descriptor, bounded memory;
@@ -323,7 +323,7 @@ def test_example_filter_tags_external_senders_only(start_server, connect):
     assert got == sorted([tagged, plain])
 
 
-# ---- the switch (driven by the monitor, SPEC 7) -------------------------
+# ---- the switch (driven by the monitor) -------------------------
 
 def monitor(srv, command, token=b"smtpd"):
     """One monitor request; returns (status, boolean byte)."""
@@ -358,3 +358,44 @@ def test_switch_on_without_a_command_is_refused(start_server):
     srv = start_server()
     assert monitor(srv, 0x04) == (6, 0)
     assert monitor(srv, 0x03) == (0, 0)
+
+
+# ---- the program's stderr goes to the log ----------------------------------
+
+def test_stderr_lines_go_to_the_log_with_the_message_id(start_server, connect):
+    prog = ("echo 'spam score 4.2' >&2; printf 'no newline\\033[31m' >&2; "
+            "printf '\\n%0600d\\n' 7 >&2; cat")
+    srv = start_server("-t", prog)
+    c = greeted(connect, srv)
+    reply = send_mail(c, "a@b.test", ["postmaster@localhost"], BODY)
+    assert reply.startswith("250 2.0.0"), reply
+    qid = reply.split()[-1]
+    c.cmd("QUIT")
+    srv.stop()
+    log = srv.log_text()
+    lines = [ln.split("warning: ", 1)[1] for ln in log.splitlines()
+             if "warning: transform %s: " % qid in ln]
+    assert lines[0] == "transform %s: spam score 4.2" % qid
+    # a control byte shows as '?', so nothing can forge a log line
+    assert lines[1] == "transform %s: no newline?[31m" % qid
+    # a long line is cut to 256 bytes and marked
+    assert lines[2] == "transform %s: %s [...]" % (qid, "0" * 256)
+    assert len(lines) == 3
+    assert "spam score" not in srv.stderr_text()
+
+
+def test_stderr_of_a_chatty_program_is_capped(start_server, connect):
+    srv = start_server("-t", "seq 1 5000 >&2; cat")
+    c = greeted(connect, srv)
+    reply = send_mail(c, "a@b.test", ["postmaster@localhost"], BODY)
+    assert reply.startswith("250 2.0.0"), reply
+    qid = reply.split()[-1]
+    c.cmd("QUIT")
+    srv.stop()
+    lines = [ln for ln in srv.log_text().splitlines()
+             if "transform %s: " % qid in ln]
+    assert len(lines) == 101, len(lines)
+    assert lines[0].endswith("transform %s: 1" % qid)
+    assert lines[99].endswith("transform %s: 100" % qid)
+    assert lines[100].endswith("more than 100 lines on stderr, the rest "
+                               "not logged")

@@ -1,4 +1,4 @@
-"""VRFY (SPEC 4, issue 3): a known mailbox, an ambiguous prefix with its
+"""VRFY: a known mailbox, an ambiguous prefix with its
 candidates, an unknown name, and the address forms a client may use."""
 import pytest
 
@@ -66,7 +66,7 @@ def test_ambiguous_prefix_only_names_matches(srv, connect):
 
 
 def test_single_prefix_match_is_not_a_match(srv, connect):
-    """SPEC: 553 only when several mailboxes start with the string."""
+    """553 only when several mailboxes start with the string."""
     c = greeted(connect, srv)
     assert c.cmd("VRFY alb").startswith("550 5.1.1")
 

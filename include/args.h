@@ -1,5 +1,5 @@
 /*
- * args.h - smtpd's command line (SPEC 2) into a struct config.
+ * args.h - smtpd's command line (smtpd.8) into a struct config.
  */
 #ifndef ARGS_H
 #define ARGS_H

@@ -1,5 +1,5 @@
 /*
- * monitor.h - the UDP monitor (SPEC 7): answers 14-byte requests with
+ * monitor.h - the UDP monitor (docs/monitor-protocol.md): answers 14-byte requests with
  * 15-byte responses from the stats counters and switches
  * transformations. Served by the same selector as SMTP.
  */

@@ -11,6 +11,9 @@
 #define MON_REQUEST_LEN     14
 #define MON_RESPONSE_LEN    15
 #define MON_TOKEN_LEN       8
+/* A datagram shorter than this, or of MON_RESPONSE_LEN bytes or more, is
+ * never answered: it cannot be a request, and may be someone's response. */
+#define MON_MIN_ANSWERED    5
 /* The documented default token (= DEFAULT_MONITOR_TOKEN in args.h). */
 #define MON_DEFAULT_TOKEN   "smtpd"
 /* The documented default UDP port (smtpd -p, manager -p). */
@@ -40,6 +43,7 @@ enum mon_command {
     MON_CMD_AUTH_FAILURES = 0x09,
     MON_CMD_TRANSFORM_FAILURES = 0x0A,
     MON_CMD_UPTIME       = 0x0B,   /* seconds */
+    MON_CMD_DROPPED      = 0x0C,   /* monitor datagrams left unanswered */
     MON_CMD_COUNT
 };
 

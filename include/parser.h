@@ -76,7 +76,7 @@ struct smtp_path {
 enum path_status {
     PATH_OK,
     PATH_SYNTAX,       /* not "FROM:<...>" / "TO:<...>" or bad params: 501 5.5.4 */
-    PATH_BAD_LOCAL,    /* local-part not acceptable (SPEC 3): 501 5.1.3 */
+    PATH_BAD_LOCAL,    /* local-part not acceptable (README.md, "Mailboxes and users"): 501 5.1.3 */
     PATH_BAD_DOMAIN,   /* domain syntax bad: 501 5.1.2 */
     PATH_BAD_PARAM,    /* unknown or malformed ESMTP parameter: 555 5.5.4 */
 };
@@ -91,14 +91,14 @@ struct mail_params {
  * arg is what follows "MAIL" ("FROM:<a@b> SIZE=10") or "RCPT" ("TO:<a@b>").
  * A source route "@x,@y:" is dropped (RFC 5321 C). For RCPT,
  * "<postmaster>" without a domain is accepted (domain ""). Local-parts are
- * checked against SPEC 3 (1-64 of [A-Za-z0-9._+-], no leading, trailing
+ * checked against the mailbox-name rule (1-64 of [A-Za-z0-9._+-], no leading, trailing
  * or double dot); quoted local-parts are refused as PATH_BAD_LOCAL.
  */
 enum path_status parser_mail_from(const char *arg, struct smtp_path *path,
                                   struct mail_params *params);
 enum path_status parser_rcpt_to(const char *arg, struct smtp_path *path);
 
-/* SPEC 3 local-part check, used by RCPT, VRFY and -u. 1 if acceptable. */
+/* The local-part check, used by RCPT, VRFY and -u. 1 if acceptable. */
 int parser_local_part_ok(const char *s, size_t len);
 
 /* ---- DATA ------------------------------------------------------------- */

@@ -3,6 +3,17 @@
  * One API, two backends (selector_select.c, selector_epoll.c), the Makefile
  * picks exactly one. Knows file descriptors, interests and timers; knows
  * nothing of SMTP. Single-threaded: call it only from the loop's thread.
+ *
+ * The rule for every handler: bounded work per wake-up. A handler reads a
+ * bounded amount (one read(), or at most a fixed number of datagrams or
+ * accept()s) and returns; it never loops "until EAGAIN" on anything a
+ * stranger can fill, since a peer that sends faster than we drain would
+ * then keep the loop in one handler forever: no other client served, no
+ * timer fired, no signal seen. Interest is level-triggered in both
+ * backends, so whatever is left makes the fd ready again in the next
+ * turn, after everyone else has had theirs. Today: sessions read once,
+ * the listener accepts 64, the monitor reads 32 datagrams, the signal
+ * pipe and the committer's eventfd are read once.
  */
 #ifndef SELECTOR_H
 #define SELECTOR_H

@@ -17,6 +17,7 @@ struct stats {
     uint64_t rcpt_rejected;         /* RCPT answered 4xx/5xx */
     uint64_t auth_failures;         /* AUTH answered 535 or cancelled */
     uint64_t transform_failures;    /* transformations that failed */
+    uint64_t monitor_dropped;       /* monitor datagrams not answered */
     time_t started;                 /* time(NULL) at start */
 };
 

@@ -33,16 +33,26 @@ bool transform_enabled(void);
  * OFF) when asked ON with no command configured, else 0. */
 int transform_set_enabled(bool on);
 
+/* One message for the program. */
+struct transform_job {
+    int in_fd;                  /* the message, read from offset 0 */
+    int out_fd;                 /* emptied, then the program's stdout */
+    const char *id;             /* queue ID: prefixes its stderr lines */
+    const char *sender;         /* SMTPD_SENDER */
+    const char *recipients;     /* SMTPD_RECIPIENTS */
+    const char *client;         /* SMTPD_CLIENT */
+};
+
 /*
- * Starts /bin/sh -c CMD in a process group of its own, stdin = in_fd
- * (read from offset 0), stdout = out_fd, with SMTPD_SENDER,
- * SMTPD_RECIPIENTS and SMTPD_CLIENT added to the environment. Returns the
- * handle, or NULL with errno set (then done is never called).
+ * Starts /bin/sh -c CMD in a process group of its own over job, with
+ * SMTPD_SENDER, SMTPD_RECIPIENTS and SMTPD_CLIENT added to the
+ * environment; its stderr goes to the log, a line at a time, as
+ * "transform ID: line" (errpipe.h). Returns the handle, or NULL with
+ * errno set (then done is never called).
  */
-struct transform *transform_start(struct selector *s, int in_fd, int out_fd,
-                                  const char *sender, const char *recipients,
-                                  const char *client, transform_done_fn done,
-                                  void *data);
+struct transform *transform_start(struct selector *s,
+                                  const struct transform_job *job,
+                                  transform_done_fn done, void *data);
 
 /* The session went away: kill the group; done will not be called. */
 void transform_cancel(struct transform *t);

@@ -99,6 +99,19 @@ static int spool_with(const char *content, size_t len)
     return fd;
 }
 
+/* transform_start with the job spelled out as arguments. */
+static struct transform *start_job(struct selector *s, int in, int out,
+                                   const char *sender, const char *rcpts,
+                                   const char *client, transform_done_fn done,
+                                   void *data)
+{
+    struct transform_job job = {
+        .in_fd = in, .out_fd = out, .id = "UNITTEST", .sender = sender,
+        .recipients = rcpts, .client = client,
+    };
+    return transform_start(s, &job, done, data);
+}
+
 /* Turns the loop until r has an answer, or ms pass. */
 static void loop_until_done(struct selector *s, struct result *r, uint64_t ms)
 {
@@ -127,7 +140,7 @@ static void run(const char *cmd, unsigned timeout_s, const char *input,
     int o = spool_with("", 0);
     CHECK(s && in >= 0 && o >= 0);
     transform_configure(cmd, timeout_s);
-    struct transform *t = transform_start(s, in, o, "alice@example.org",
+    struct transform *t = start_job(s, in, o, "alice@example.org",
                                           "postmaster@localhost,bob@localhost",
                                           "127.0.0.1", on_done, r);
     CHECK(t != NULL);
@@ -295,7 +308,7 @@ static void test_write_only_input(void)
     struct selector *s = loop_new();
     struct result r = { 0 };
     transform_configure("cat", 10);
-    CHECK(transform_start(s, in, o, "", "postmaster@localhost", "::1",
+    CHECK(start_job(s, in, o, "", "postmaster@localhost", "::1",
                           on_done, &r) != NULL);
     loop_until_done(s, &r, RUN_LIMIT_MS);
     char out[OUT_MAX];
@@ -315,7 +328,7 @@ static void test_cancel(void)
     int in = spool_with("x\r\n", 3), o = spool_with("", 0);
     struct result r = { 0 };
     transform_configure("sleep 30", 0);
-    struct transform *t = transform_start(s, in, o, "a@b", "c@d", "127.0.0.1",
+    struct transform *t = start_job(s, in, o, "a@b", "c@d", "127.0.0.1",
                                           on_done, &r);
     CHECK(t != NULL);
     CHECK_EQ_INT(transform_running(), 1);
@@ -346,7 +359,7 @@ static void test_concurrent(void)
         memset(&r[i], 0, sizeof r[i]);
         in[i] = spool_with(msg, (size_t)len);
         o[i] = spool_with("", 0);
-        CHECK(transform_start(s, in[i], o[i], "a@b", "c@d", "127.0.0.1",
+        CHECK(start_job(s, in[i], o[i], "a@b", "c@d", "127.0.0.1",
                               on_done, &r[i]) != NULL);
     }
     CHECK_EQ_INT(transform_running(), N);
