@@ -1,9 +1,12 @@
 #!/bin/bash
 # haproxy.sh - what the load balancer costs (docs/benchmarks.md, section 7):
 # the same smtp-source load, in one run, alternately
-#   A. straight to one smtpd, and
+#   A. straight to one smtpd,
 #   B. through HAProxy (docs/haproxy.cfg, PROXY version 1 to one instance
-#      and version 2 to the other) to two smtpd sharing one mailbox root.
+#      and version 2 to the other) to two smtpd sharing one mailbox root,
+#   C. split by hand between the same two smtpd, without HAProxy (two
+#      smtp-source, half the sessions and messages each), which tells what
+#      is HAProxy's and what is the second instance's.
 # Each run gets a fresh root; the time runs from the start of smtp-source
 # to the last file in new/. Not part of `make test`.
 #
@@ -62,6 +65,14 @@ wait_port() {
     return 1
 }
 
+# waits for the smtp-source jobs, not for the servers (in PIDS)
+wait_sources() {
+    local pid
+    for pid in $(jobs -p); do
+        case " ${PIDS[*]} " in *" $pid "*) ;; *) wait "$pid" || true ;; esac
+    done
+}
+
 count_new() { find "$1" -path '*/new/*' -type f 2>/dev/null | wc -l; }
 now() { date +%s.%N; }
 
@@ -82,14 +93,23 @@ start_haproxy() {
     PIDS+=($!)
 }
 
-# load PORT SESSIONS ROOT: sets RATE, messages per second stored in new/
+source_to() {   # PORT SESSIONS MESSAGES
+    timeout 900 smtp-source -s "$2" -m "$3" -l "$SIZE" \
+        -f bench@localhost -t u@localhost -M localhost "127.0.0.1:$1" \
+        >>"$OUT/haproxy-raw.log" 2>&1 || log "smtp-source failed on $1"
+}
+
+# load "PORT..." SESSIONS ROOT: the load split evenly over the ports; sets
+# RATE, messages per second stored in new/
 RATE=0
 load() {
-    local port=$1 sessions=$2 root=$3 t0 t1 got
+    local ports=($1) sessions=$2 root=$3 t0 t1 got port
+    local n=${#ports[@]}
     t0=$(now)
-    timeout 900 smtp-source -s "$sessions" -m "$COUNT" -l "$SIZE" \
-        -f bench@localhost -t u@localhost -M localhost "127.0.0.1:$port" \
-        >>"$OUT/haproxy-raw.log" 2>&1 || log "smtp-source failed on $port"
+    for port in "${ports[@]}"; do
+        source_to "$port" $((sessions / n)) $((COUNT / n)) &
+    done
+    wait_sources
     while got=$(count_new "$root"); [ "$got" -lt "$COUNT" ]; do
         if [ "$(echo "$(now) - $t0 > 120" | bc)" = 1 ]; then
             log "only $got of $COUNT stored"
@@ -107,6 +127,17 @@ run_direct() {
     start_smtpd "$P1" "$M1" "$root"
     wait_port "$P1"
     load "$P1" "$1" "$root"
+    stop_all
+}
+
+run_split() {
+    SEQ=$((SEQ + 1))
+    local root=$WORK/root.$SEQ
+    start_smtpd "$P1" "$M1" "$root"
+    start_smtpd "$P2" "$M2" "$root"
+    wait_port "$P1"
+    wait_port "$P2"
+    load "$P1 $P2" "$1" "$root"
     stop_all
 }
 
@@ -133,19 +164,21 @@ command -v smtp-source >/dev/null || { echo "smtp-source missing (apt-get instal
 log "== $(date -Is) $(nproc) CPUs, $COUNT x $SIZE B, runs $RUNS, work in $WORK"
 res "## HAProxy's cost: $COUNT messages of $SIZE bytes, msg/s stored (median of $RUNS, alternating)"
 res ""
-res "| sessions | straight to one smtpd | HAProxy to two smtpd | runs (straight / HAProxy) |"
-res "|---|---|---|---|"
+res "| sessions | A. straight to one smtpd | B. HAProxy to two smtpd | C. two smtpd, load split by hand | runs (A / B / C) |"
+res "|---|---|---|---|---|"
 for s in $SESSIONS; do
-    direct="" balanced=""
+    direct="" balanced="" split=""
     for r in $(seq "$RUNS"); do
         run_direct "$s"
         d=$RATE
         run_balanced "$s"
         b=$RATE
-        log "sessions $s run $r: straight $d, HAProxy $b"
-        direct="$direct $d" balanced="$balanced $b"
+        run_split "$s"
+        c=$RATE
+        log "sessions $s run $r: straight $d, HAProxy $b, split $c"
+        direct="$direct $d" balanced="$balanced $b" split="$split $c"
     done
-    res "| $s | $(echo "$direct" | median) | $(echo "$balanced" | median) | ${direct# } / ${balanced# } |"
+    res "| $s | $(echo "$direct" | median) | $(echo "$balanced" | median) | $(echo "$split" | median) | ${direct# } / ${balanced# } / ${split# } |"
 done
 res ""
 res "Command: \`smtp-source -s SESSIONS -m $COUNT -l $SIZE -f bench@localhost -t u@localhost -M localhost 127.0.0.1:PORT\`, one connection per message, timed until the last file is in \`new/\`; \`bench/haproxy.sh\`."
