@@ -217,7 +217,10 @@ static int manager_option(struct manager *m, int opt, const char *arg)
     case 'i':
         if (manager_add_server(m, arg) == 0)
             return EXIT_OK;
-        fprintf(stderr, "manager: bad address '%s'\n", arg);
+        if (m->nservers == MANAGER_MAX_SERVERS)
+            fprintf(stderr, "manager: at most %d servers (-i)\n", MANAGER_MAX_SERVERS);
+        else
+            fprintf(stderr, "manager: bad address '%s'\n", arg);
         return EXIT_USAGE;
     case 'p':
         if (manager_set_port(m->port, arg) == 0)

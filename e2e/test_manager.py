@@ -313,7 +313,8 @@ def test_version():
     ["frobnicate"], ["hist", "conc"], ["-i", "", "hist"],
     ["-i", "127.0.0.1:0", "hist"], ["-i", "127.0.0.1:", "hist"],
     ["-i", "[::1", "hist"], ["-i", "[::1]x", "hist"], ["-i", "[]:6060"],
-    ["-i", "[::1]:70000", "hist"]])
+    ["-i", "[::1]:70000", "hist"], ["-i", "[::1]:", "hist"],
+    ["-i", "127.0.0.1"] * 17 + ["hist"]])
 def test_bad_usage_exits_2_with_one_line(args):
     r = manager(*args)
     assert r.returncode == 2, r
