@@ -35,7 +35,7 @@ PORT_ARGS ?=
 SERVER_SRC = smtpd.c session.c session_tls.c commands.c delivery.c auth.c reply.c parser.c \
              maildir.c committer.c transform.c monitor.c buffer.c args.c \
              log.c stats.c errpipe.c selector.c selector_$(SELECTOR).c \
-             transport.c users.c passwd.c worker.c throttle.c login.c
+             transport.c users.c passwd.c worker.c throttle.c login.c proxy.c
 ifneq ($(TLS),0)
 SERVER_SRC += tls.c
 endif
@@ -100,8 +100,8 @@ $(DEMO_TLS)/cert.pem:
 
 # python3-pytest, swaks, curl, msmtp, dovecot-imapd, clang + libFuzzer,
 # valgrind, groff, libssl-dev, pkg-config, openssl, swaks's Perl TLS and
-# IPv6 modules, fail2ban, whois (mkpasswd), graphviz, strace: installed
-# with apt-get when missing (e2e/deps.sh).
+# IPv6 modules, fail2ban, whois (mkpasswd), graphviz, strace, haproxy:
+# installed with apt-get when missing (e2e/deps.sh).
 test-deps:
 	@sh e2e/deps.sh
 
@@ -157,6 +157,9 @@ build/fuzz/fuzz_parser: fuzz/fuzz_parser.c parser.c auth.c $(wildcard include/*.
 build/fuzz/fuzz_monitor: fuzz/fuzz_monitor.c monitor.c $(wildcard include/*.h)
 	mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_monitor.c monitor.c -o $@
+build/fuzz/fuzz_proxy: fuzz/fuzz_proxy.c proxy.c $(wildcard include/*.h)
+	mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_proxy.c proxy.c -o $@
 
 build/fuzz/fuzz_users: fuzz/fuzz_users.c users.c parser.c $(wildcard include/*.h)
 	mkdir -p build/fuzz
@@ -164,8 +167,9 @@ build/fuzz/fuzz_users: fuzz/fuzz_users.c users.c parser.c $(wildcard include/*.h
 
 # Each harness runs FUZZ_TIME seconds from the seed corpus; new inputs go
 # to build/fuzz/corpus-*, so the corpus kept in git stays as it is.
-fuzz: build/fuzz/fuzz_parser build/fuzz/fuzz_monitor build/fuzz/fuzz_users
-	for h in parser monitor users; do \
+fuzz: build/fuzz/fuzz_parser build/fuzz/fuzz_monitor build/fuzz/fuzz_users \
+      build/fuzz/fuzz_proxy
+	for h in parser monitor users proxy; do \
 	  mkdir -p build/fuzz/corpus-$$h && \
 	  build/fuzz/fuzz_$$h -max_total_time=$(FUZZ_TIME) -max_len=16384 \
 	    -artifact_prefix=build/fuzz/ build/fuzz/corpus-$$h fuzz/corpus/$$h \

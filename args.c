@@ -23,6 +23,7 @@ static const char usage_text[] =
     "             [-l FILE] [-L LEVEL] [-c N] [-z BYTES] [-T SECONDS] [-v] [-h]\n"
     "             [--tls-cert FILE [--tls-key FILE] [--smtps-port PORT]\n"
     "              [--require-tls]] [--passwd-file FILE]...\n"
+    "             [--proxy-from ADDR[/PREFIX]]...\n"
     "\n"
     "  -d DOMAIN     local mail domain, also the greeting name (localhost)\n"
     "  -s PORT       SMTP TCP port (2525)\n"
@@ -51,13 +52,17 @@ static const char usage_text[] =
     "  --passwd-file FILE users who may AUTH, Dovecot passwd-file lines\n"
     "                     user:{SCHEME}hash (SHA512-CRYPT, SHA256-CRYPT,\n"
     "                     BLF-CRYPT, CRYPT, PLAIN); reread on SIGHUP;\n"
-    "                     repeatable, adds to -u\n";
+    "                     repeatable, adds to -u\n"
+    "  --proxy-from ADDR[/PREFIX]\n"
+    "                     clients from here (a load balancer) must start with\n"
+    "                     a PROXY protocol header, version 1 or 2; repeatable\n"
+    "                     (none)\n";
 
 /* Long options have no letter: their values start above any char. */
 enum {
     OPT_FIRST_LONG = 256,
     OPT_TLS_CERT = OPT_FIRST_LONG, OPT_TLS_KEY, OPT_SMTPS_PORT, OPT_REQUIRE_TLS,
-    OPT_PASSWD_FILE,
+    OPT_PASSWD_FILE, OPT_PROXY_FROM,
 };
 
 static const struct option long_options[] = {
@@ -66,6 +71,7 @@ static const struct option long_options[] = {
     { "smtps-port",  required_argument, NULL, OPT_SMTPS_PORT },
     { "require-tls", no_argument,       NULL, OPT_REQUIRE_TLS },
     { "passwd-file", required_argument, NULL, OPT_PASSWD_FILE },
+    { "proxy-from",  required_argument, NULL, OPT_PROXY_FROM },
     { NULL, 0, NULL, 0 },
 };
 
@@ -168,9 +174,19 @@ static void args_token(struct config *cfg, const char *tok)
     cfg->token_is_default = 0;
 }
 
+static void args_proxy_from(struct config *cfg, const char *arg)
+{
+    if (cfg->n_proxy_from == ARGS_MAX_ADDRS)
+        args_die("too many --proxy-from entries: '%s'", arg);
+    if (proxy_net_parse(arg, &cfg->proxy_from[cfg->n_proxy_from]) < 0)
+        args_die("bad --proxy-from '%s': expected ADDR or ADDR/PREFIX", arg);
+    cfg->n_proxy_from++;
+}
+
 static void args_option(struct config *cfg, int opt, char *arg)
 {
     switch (opt) {
+    case OPT_PROXY_FROM: args_proxy_from(cfg, arg); break;
     case 'd':
         if (!args_domain_ok(arg))
             args_die("bad domain '%s'", arg);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -326,17 +327,44 @@ static const char *maildir_hostname(void)
     return maildir_host;
 }
 
-/* Queue ID "M<usec>P<pid>Q<n>": at most 1+6+1+10+1+12 = 31 characters of
- * [A-Za-z0-9]; n wraps at 10^12, far beyond one process's deliveries in
- * one microsecond. The ID and m->sec together make the unique name. */
+/* Per process, drawn once: with the pid it names this process among all
+ * the instances that share a mailbox root, on this host or another (pids
+ * repeat across hosts and after restarts; 5 base-36 characters, about 26
+ * random bits, make a repeat of both together very unlikely). */
+static char maildir_tag[6];
+static pthread_once_t maildir_tag_once = PTHREAD_ONCE_INIT;
+
+static void maildir_tag_init(void)
+{
+    static const char digits[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    uint32_t r;
+    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        r = (uint32_t)ts.tv_nsec ^ (uint32_t)ts.tv_sec ^ ((uint32_t)getpid() << 16);
+    }
+    for (int i = 0; i < 5; i++) {
+        maildir_tag[i] = digits[r % 36];
+        r /= 36;
+    }
+    maildir_tag[5] = '\0';
+}
+
+/* Queue ID "M<usec>P<pid>R<tag>Q<n>": at most 1+6+1+7+1+5+1+10 = 32
+ * characters of [A-Za-z0-9]. The pid and the random tag name the
+ * process, n (wrapping at 10^10) the message within it, so an ID names
+ * one message across every instance on a shared root. The ID and m->sec
+ * together make the unique file name. */
 static void maildir_make_id(struct maildir_msg *m)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    unsigned long long n = atomic_fetch_add(&maildir_counter, 1) % 1000000000000ULL;
+    pthread_once(&maildir_tag_once, maildir_tag_init);
+    unsigned long long n = atomic_fetch_add(&maildir_counter, 1) % 10000000000ULL;
     m->sec = ts.tv_sec;
     unsigned usec = (unsigned)(ts.tv_nsec / 1000) % 1000000u;
-    snprintf(m->id, sizeof m->id, "M%uP%uQ%llu", usec, (unsigned)getpid(), n);
+    unsigned pid = (unsigned)getpid() % 10000000u;  /* Linux: at most 2^22 */
+    snprintf(m->id, sizeof m->id, "M%uP%uR%sQ%llu", usec, pid, maildir_tag, n);
 }
 
 /* A box name as the committer and we use it in paths: never a way out of

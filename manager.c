@@ -2,7 +2,9 @@
  * manager.c - the monitor's client (manager.1, docs/monitor-protocol.md): one 14-byte UDP request
  * per question, resent with the same id when unanswered, the answer printed
  * for a human. Standalone: libc and include/monitor_proto.h only.
- * Exit status: 0 ok, 1 error status / no answer / unknown host, 2 usage.
+ * With several -i servers, every one is asked; counters are also summed.
+ * Exit status: 0 ok, 1 error status / no answer (from any server) /
+ * unknown host, 2 usage.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -28,11 +30,20 @@
 
 enum manager_exit { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
-struct manager {
+#define MANAGER_MAX_SERVERS 16
+
+struct manager_server {
     char host[256];                 /* as given, brackets stripped */
-    char port[8];                   /* validated decimal */
-    uint8_t token[MON_TOKEN_LEN];   /* NUL-padded */
+    char port[8];                   /* validated decimal; "" = -p's */
     struct addrinfo *addrs;         /* host resolved, tried in order */
+    bool silent;                    /* gave no answer: not asked again */
+};
+
+struct manager {
+    struct manager_server servers[MANAGER_MAX_SERVERS];    /* -i, in order */
+    size_t nservers;
+    char port[8];                   /* -p: for servers without their own */
+    uint8_t token[MON_TOKEN_LEN];   /* NUL-padded */
 };
 
 struct manager_answer {
@@ -86,13 +97,17 @@ static const char *const manager_status_text[] = {
 static void manager_usage(FILE *out)
 {
     fputs(
-"usage: manager [-i ADDR] [-p PORT] [-k TOKEN] [COMMAND]\n"
+"usage: manager [-i ADDR[:PORT]]... [-p PORT] [-k TOKEN] [COMMAND]\n"
 "\n"
 "Asks a running smtpd through its UDP monitor (docs/monitor-protocol.md).\n"
 "\n"
 "options:\n"
-"  -i ADDR   server: IPv4 or IPv6 address, or host name (default 127.0.0.1)\n"
-"  -p PORT   server's monitor UDP port, 1-65535 (default 6060)\n"
+"  -i ADDR   server: IPv4 or IPv6 address, or host name, optionally with\n"
+"            its own port: ADDR:PORT, [IPV6]:PORT (default 127.0.0.1);\n"
+"            repeatable: every server is asked, each answer printed and,\n"
+"            for counters, their sum (at most 16 servers)\n"
+"  -p PORT   monitor UDP port of the servers given without one, 1-65535\n"
+"            (default 6060)\n"
 "  -k TOKEN  monitor token, at most 8 bytes (default \"" MON_DEFAULT_TOKEN "\",\n"
 "            the same as smtpd's)\n"
 "  -h        print this help and exit\n"
@@ -119,13 +134,13 @@ static void manager_usage(FILE *out)
 "same id when none came, 3 times in all (about 3 seconds before \"no\n"
 "answer\"), also when the server's host says nothing listens there.\n"
 "\n"
-"exit status: 0 done; 1 error status from the server, no answer or\n"
-"unknown host; 2 bad usage.\n", out);
+"exit status: 0 done; 1 error status from a server, no answer from one\n"
+"of them, or an unknown host; 2 bad usage.\n", out);
 }
 
 /* ---- command line ------------------------------------------------------ */
 
-static int manager_set_port(struct manager *m, const char *arg)
+static int manager_set_port(char port[8], const char *arg)
 {
     size_t len = strlen(arg);
     unsigned long v;
@@ -135,7 +150,7 @@ static int manager_set_port(struct manager *m, const char *arg)
     v = strtoul(arg, NULL, 10);
     if (v == 0 || v > 65535)
         return -1;
-    snprintf(m->port, sizeof m->port, "%lu", v);
+    snprintf(port, 8, "%lu", v);
     return 0;
 }
 
@@ -150,20 +165,52 @@ static int manager_set_token(struct manager *m, const char *arg)
     return 0;
 }
 
-/* "[::1]" is how people write IPv6 next to a port; getaddrinfo wants it
- * bare. */
-static int manager_set_host(struct manager *m, const char *arg)
+/* Splits -i's ADDR, ADDR:PORT, [IPV6] or [IPV6]:PORT; a bare IPv6
+ * address (two colons or more) has no port. *host_len is the host's
+ * length at arg + *host_at; *port is NULL when none was given. */
+static int manager_split_host(const char *arg, size_t *host_at,
+                              size_t *host_len, const char **port)
 {
-    size_t len = strlen(arg);
+    const char *colon = strrchr(arg, ':');
 
-    if (len >= 2 && arg[0] == '[' && arg[len - 1] == ']') {
-        arg++;
-        len -= 2;
+    *host_at = 0;
+    *port = NULL;
+    if (arg[0] == '[') {
+        const char *close = strchr(arg, ']');
+        if (close == NULL || (close[1] != '\0' && close[1] != ':'))
+            return -1;
+        *host_at = 1;
+        *host_len = (size_t)(close - arg) - 1;
+        if (close[1] == ':')
+            *port = close + 2;
+        return 0;
     }
-    if (len == 0 || len >= sizeof m->host)
+    if (colon != NULL && strchr(arg, ':') == colon) {
+        *host_len = (size_t)(colon - arg);
+        *port = colon + 1;
+        return 0;
+    }
+    *host_len = strlen(arg);
+    return 0;
+}
+
+/* One more -i server; its port, if it has none, comes from -p later. */
+static int manager_add_server(struct manager *m, const char *arg)
+{
+    struct manager_server *srv = &m->servers[m->nservers];
+    size_t at, len;
+    const char *port;
+
+    if (m->nservers == MANAGER_MAX_SERVERS
+        || manager_split_host(arg, &at, &len, &port) < 0
+        || len == 0 || len >= sizeof srv->host)
         return -1;
-    memcpy(m->host, arg, len);
-    m->host[len] = '\0';
+    memset(srv, 0, sizeof *srv);
+    if (port != NULL && manager_set_port(srv->port, port) < 0)
+        return -1;
+    memcpy(srv->host, arg + at, len);
+    srv->host[len] = '\0';
+    m->nservers++;
     return 0;
 }
 
@@ -172,12 +219,15 @@ static int manager_option(struct manager *m, int opt, const char *arg)
 {
     switch (opt) {
     case 'i':
-        if (manager_set_host(m, arg) == 0)
+        if (manager_add_server(m, arg) == 0)
             return EXIT_OK;
-        fprintf(stderr, "manager: bad address '%s'\n", arg);
+        if (m->nservers == MANAGER_MAX_SERVERS)
+            fprintf(stderr, "manager: at most %d servers (-i)\n", MANAGER_MAX_SERVERS);
+        else
+            fprintf(stderr, "manager: bad address '%s'\n", arg);
         return EXIT_USAGE;
     case 'p':
-        if (manager_set_port(m, arg) == 0)
+        if (manager_set_port(m->port, arg) == 0)
             return EXIT_OK;
         fprintf(stderr, "manager: bad port '%s' (1-65535)\n", arg);
         return EXIT_USAGE;
@@ -202,7 +252,6 @@ static int manager_parse_args(int argc, char **argv, struct manager *m,
 {
     int opt;
 
-    snprintf(m->host, sizeof m->host, "127.0.0.1");
     snprintf(m->port, sizeof m->port, "%d", MON_DEFAULT_PORT);
     manager_set_token(m, MON_DEFAULT_TOKEN);
     opterr = 0;
@@ -223,6 +272,11 @@ static int manager_parse_args(int argc, char **argv, struct manager *m,
         return EXIT_USAGE;
     }
     *command = optind < argc ? argv[optind] : NULL;
+    if (m->nservers == 0)
+        manager_add_server(m, "127.0.0.1");
+    for (size_t i = 0; i < m->nservers; i++)
+        if (m->servers[i].port[0] == '\0')
+            memcpy(m->servers[i].port, m->port, sizeof m->port);
     return -1;
 }
 
@@ -336,68 +390,118 @@ close_fd:
 }
 
 /* 0 with *ans filled, or -1 after saying why on stderr. */
-static int manager_ask(const struct manager *m, uint8_t cmd,
-                       struct manager_answer *ans)
+static int manager_ask(const struct manager *m, const struct manager_server *srv,
+                       uint8_t cmd, struct manager_answer *ans)
 {
     uint8_t req[MON_REQUEST_LEN];
 
     manager_build(m, cmd, manager_request_id(), req);
-    for (const struct addrinfo *ai = m->addrs; ai != NULL; ai = ai->ai_next) {
+    for (const struct addrinfo *ai = srv->addrs; ai != NULL; ai = ai->ai_next) {
         if (manager_ask_addr(ai, req, ans) == 1)
             return 0;
     }
-    fprintf(stderr, "manager: no answer from %s port %s\n", m->host, m->port);
+    fprintf(stderr, "manager: no answer from %s port %s\n", srv->host, srv->port);
     return -1;
 }
 
 /* ---- answers for humans ------------------------------------------------ */
 
-static void manager_print(const struct manager_cmd *c,
+/* "ADDR:PORT: " before each answer when several servers are asked. */
+static void manager_server_name(const struct manager *m,
+                                const struct manager_server *srv,
+                                char *dst, size_t len)
+{
+    if (m->nservers == 1)
+        dst[0] = '\0';
+    else if (strchr(srv->host, ':'))
+        snprintf(dst, len, "[%s]:%s: ", srv->host, srv->port);
+    else
+        snprintf(dst, len, "%s:%s: ", srv->host, srv->port);
+}
+
+static void manager_print(const char *who, const struct manager_cmd *c,
                           const struct manager_answer *a)
 {
     if (c->boolean)
-        printf("%s: %s\n", c->label, a->flag ? "ON" : "OFF");
+        printf("%s%s: %s\n", who, c->label, a->flag ? "ON" : "OFF");
     else
-        printf("%s: %" PRIu64 "\n", c->label, a->amount);
+        printf("%s%s: %" PRIu64 "\n", who, c->label, a->amount);
     fflush(stdout);
 }
 
-static void manager_print_status(uint8_t status)
+static void manager_print_status(const char *who, uint8_t status)
 {
     size_t n = sizeof manager_status_text / sizeof manager_status_text[0];
 
     if (status < n && manager_status_text[status] != NULL)
-        fprintf(stderr, "manager: %s\n", manager_status_text[status]);
+        fprintf(stderr, "manager: %s%s\n", who, manager_status_text[status]);
     else
-        fprintf(stderr, "manager: the server answered unknown status %u\n",
-                (unsigned)status);
+        fprintf(stderr, "manager: %sthe server answered unknown status %u\n",
+                who, (unsigned)status);
 }
 
-/* Asks c and prints the answer; EXIT_OK or EXIT_FAILED. */
-static int manager_run(const struct manager *m, const struct manager_cmd *c)
+/* Asks one server c and prints its answer; EXIT_OK with *a filled, or
+ * EXIT_FAILED. A server that does not answer is not asked again. */
+static int manager_run_one(struct manager *m, struct manager_server *srv,
+                           const struct manager_cmd *c, struct manager_answer *a)
+{
+    char who[sizeof srv->host + 16];
+
+    manager_server_name(m, srv, who, sizeof who);
+    if (srv->silent || manager_ask(m, srv, c->code, a) < 0) {
+        srv->silent = true;
+        return EXIT_FAILED;
+    }
+    if (a->status != MON_OK) {
+        manager_print_status(who, a->status);
+        return EXIT_FAILED;
+    }
+    manager_print(who, c, a);
+    return EXIT_OK;
+}
+
+/* Asks every server c, in -i order; for a counter asked of several, also
+ * prints the sum of the answers (uptimes are not summed). EXIT_OK when
+ * every server answered OK. */
+static int manager_run(struct manager *m, const struct manager_cmd *c)
 {
     struct manager_answer a;
+    uint64_t sum = 0;
+    size_t ok = 0;
 
-    if (manager_ask(m, c->code, &a) < 0)
-        return EXIT_FAILED;
-    if (a.status != MON_OK) {
-        manager_print_status(a.status);
-        return EXIT_FAILED;
+    for (size_t i = 0; i < m->nservers; i++) {
+        if (manager_run_one(m, &m->servers[i], c, &a) == EXIT_OK) {
+            sum += a.amount;
+            ok++;
+        }
     }
-    manager_print(c, &a);
-    return EXIT_OK;
+    if (m->nservers > 1 && !c->boolean && c->code != MON_CMD_UPTIME && ok > 0) {
+        if (ok == m->nservers)
+            printf("total: %s: %" PRIu64 "\n", c->label, sum);
+        else
+            printf("total of %zu of %zu servers: %s: %" PRIu64 "\n", ok,
+                   m->nservers, c->label, sum);
+        fflush(stdout);
+    }
+    return ok == m->nservers ? EXIT_OK : EXIT_FAILED;
 }
 
-/* `stats`: every metric; stops at the first failure, which would only
- * repeat itself for the others. */
-static int manager_run_stats(const struct manager *m)
+/* `stats`: every metric. A server that gave no answer is not asked the
+ * rest (it would only time out again); with one server, the first
+ * failure ends it. */
+static int manager_run_stats(struct manager *m)
 {
+    int rc = EXIT_OK;
+
     for (size_t i = 0; i < MANAGER_NCMDS; i++) {
         if (manager_cmds[i].in_stats
-            && manager_run(m, &manager_cmds[i]) != EXIT_OK)
-            return EXIT_FAILED;
+            && manager_run(m, &manager_cmds[i]) != EXIT_OK) {
+            rc = EXIT_FAILED;
+            if (m->nservers == 1)
+                break;
+        }
     }
-    return EXIT_OK;
+    return rc;
 }
 
 static const struct manager_cmd *manager_find(const char *word)
@@ -409,7 +513,7 @@ static const struct manager_cmd *manager_find(const char *word)
     return NULL;
 }
 
-static int manager_command(const struct manager *m, const char *word)
+static int manager_command(struct manager *m, const char *word)
 {
     if (strcmp(word, "stats") == 0)
         return manager_run_stats(m);
@@ -456,7 +560,7 @@ static bool manager_read_line(char *line, size_t size)
 }
 
 /* One menu answer: a digit, a command word, s, q. false: quit. */
-static bool manager_menu_choice(const struct manager *m, const char *choice)
+static bool manager_menu_choice(struct manager *m, const char *choice)
 {
     if (strcmp(choice, "q") == 0 || strcmp(choice, "quit") == 0)
         return false;
@@ -472,7 +576,7 @@ static bool manager_menu_choice(const struct manager *m, const char *choice)
     return true;
 }
 
-static int manager_menu(const struct manager *m)
+static int manager_menu(struct manager *m)
 {
     char line[MANAGER_LINE_MAX];
     bool tty = isatty(STDIN_FILENO);
@@ -485,6 +589,8 @@ static int manager_menu(const struct manager *m)
         }
         if (!manager_read_line(line, sizeof line))
             return EXIT_OK;
+        for (size_t i = 0; i < m->nservers; i++)
+            m->servers[i].silent = false;   /* each choice asks them all */
         if (!manager_menu_choice(m, line))
             return EXIT_OK;
     }
@@ -492,23 +598,34 @@ static int manager_menu(const struct manager *m)
 
 /* ---- main -------------------------------------------------------------- */
 
+/* Every server, before any is asked: one unknown host ends the run. */
 static int manager_resolve(struct manager *m)
 {
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM,
                               .ai_flags = AI_NUMERICSERV };
-    int rc = getaddrinfo(m->host, m->port, &hints, &m->addrs);
 
-    if (rc != 0) {
-        fprintf(stderr, "manager: cannot resolve %s: %s\n", m->host,
-                gai_strerror(rc));
-        return -1;
+    for (size_t i = 0; i < m->nservers; i++) {
+        struct manager_server *srv = &m->servers[i];
+        int rc = getaddrinfo(srv->host, srv->port, &hints, &srv->addrs);
+        if (rc != 0) {
+            fprintf(stderr, "manager: cannot resolve %s: %s\n", srv->host,
+                    gai_strerror(rc));
+            return -1;
+        }
     }
     return 0;
 }
 
+static void manager_free(struct manager *m)
+{
+    for (size_t i = 0; i < m->nservers; i++)
+        if (m->servers[i].addrs != NULL)
+            freeaddrinfo(m->servers[i].addrs);
+}
+
 int main(int argc, char **argv)
 {
-    struct manager m = { .addrs = NULL };
+    static struct manager m;
     const char *command = NULL;
     int rc = manager_parse_args(argc, argv, &m, &command);
 
@@ -519,9 +636,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "manager: unknown command '%s' (try -h)\n", command);
         return EXIT_USAGE;
     }
-    if (manager_resolve(&m) < 0)
+    if (manager_resolve(&m) < 0) {
+        manager_free(&m);
         return EXIT_FAILED;
+    }
     rc = command ? manager_command(&m, command) : manager_menu(&m);
-    freeaddrinfo(m.addrs);
+    manager_free(&m);
     return rc;
 }

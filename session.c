@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "login.h"
+#include "proxy.h"
 #include "session.h"
 #include "stats.h"
 #include "transform.h"
@@ -27,6 +28,7 @@ static size_t nsessions;
 static void session_on_read(struct selector_key *key);
 static void session_on_write(struct selector_key *key);
 static void session_on_close(struct selector_key *key);
+static void session_format_peer(struct session *s, const struct sockaddr_storage *ss);
 
 static const struct fd_handler session_handler = {
     .on_read = session_on_read,
@@ -115,6 +117,7 @@ static const char *session_state_name(enum session_state st)
     case ST_DATA:      return "data";
     case ST_AUTH:      return "auth";
     case ST_WAIT:      return "wait";
+    case ST_PROXY:     return "proxy";
     }
     return "?";
 }
@@ -319,6 +322,12 @@ static uint64_t session_timeout_ms(void)
 static void session_on_timer(struct selector *sel, void *data)
 {
     struct session *s = data;
+    if (s->state == ST_PROXY) {
+        log_warn("%s:%u no PROXY header within %d ms, closing", s->ip, s->port,
+                 PROXY_TIMEOUT_MS);
+        session_close(s);
+        return;
+    }
     uint64_t idle = selector_now_ms() - s->last_activity;
     uint64_t limit = session_timeout_ms();
     if (idle < limit) {
@@ -392,6 +401,42 @@ static bool session_process_line(struct session *s)
     return true;
 }
 
+static void session_greet(struct session *s)
+{
+    selector_timer_set(session_env.sel, &s->timer, session_timeout_ms());
+    session_reply(s, R_GREETING, session_env.cfg->domain);
+}
+
+/* ST_PROXY: the buffered bytes must begin with a PROXY header. Once it is
+ * whole, its source becomes the client (UNKNOWN / LOCAL keep the
+ * balancer's address) and the session starts as any other. A bad header
+ * closes without a word. False while more bytes are needed or on error. */
+static bool session_process_proxy(struct session *s)
+{
+    size_t n;
+    uint8_t *p = buffer_read_ptr(&s->in, &n);
+    struct proxy_header h;
+    enum proxy_status st = proxy_parse(p, n, &h);
+    if (st == PROXY_NEED_MORE)
+        return false;
+    if (st == PROXY_ERROR) {
+        log_warn("%s:%u bad PROXY header (%s), closing", s->ip, s->port, h.reason);
+        session_close_after_flush(s);
+        return false;
+    }
+    buffer_read_adv(&s->in, h.len);
+    char via[sizeof(s->ip) + 8];
+    snprintf(via, sizeof(via), "%s:%u", s->ip, (unsigned)s->port);
+    if (h.has_addr)
+        session_format_peer(s, &h.src);
+    log_info("%s:%u via %s, PROXY version %d%s", s->ip, s->port, via, h.version,
+             h.has_addr ? "" : " without a client address (health check)");
+    s->last_activity = selector_now_ms();
+    session_set_state(s, ST_CONNECTED);
+    session_greet(s);
+    return true;
+}
+
 /* Handles what is buffered until it runs out, the output fills, or the
  * session waits for its message to be stored. Output is written as it
  * accumulates so a long pipelined batch keeps moving. */
@@ -402,6 +447,8 @@ void session_process(struct session *s)
         while (!partial && session_wants_input(s) && buffer_readable(&s->in) > 0) {
             if (s->state == ST_DATA)
                 session_process_data(s);
+            else if (s->state == ST_PROXY)
+                partial = !session_process_proxy(s);
             else if (!session_process_line(s))
                 partial = true;
         }
@@ -533,10 +580,17 @@ static void session_start(int fd, const struct sockaddr_storage *ss, bool tls)
     stats.connections_current++;
     log_info("%s:%u connect%s (fd %d, %zu clients)", s->ip, s->port,
              tls ? " on the TLS port" : "", fd, nsessions);
-    selector_timer_set(session_env.sel, &s->timer, session_timeout_ms());
-    if (tls)
+    if (tls) {      /* the greeting comes after the handshake */
+        selector_timer_set(session_env.sel, &s->timer, session_timeout_ms());
         return;
-    session_reply(s, R_GREETING, session_env.cfg->domain);
+    }
+    if (proxy_net_match(session_env.cfg->proxy_from, session_env.cfg->n_proxy_from,
+                        (const struct sockaddr *)ss)) {
+        s->state = ST_PROXY;    /* silent until the header (proxy.h) */
+        selector_timer_set(session_env.sel, &s->timer, PROXY_TIMEOUT_MS);
+        return;
+    }
+    session_greet(s);
     session_flush(s);
 }
 
@@ -631,6 +685,8 @@ void session_shutdown_all(void)
             session_close(s);
         } else if (s->state & (ST_DATA | ST_WAIT)) {
             s->after_reply_close = true;
+        } else if (s->state == ST_PROXY) {
+            session_close(s);       /* never greeted: nothing to say */
         } else if (!s->closing) {
             session_reply(s, R_SHUTDOWN);
             session_flush(s);

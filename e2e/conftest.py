@@ -73,6 +73,10 @@ class Server:
                 with socket.create_connection(("127.0.0.1", self.port),
                                               timeout=1) as s:
                     s.settimeout(5)
+                    if "--proxy-from" in self.cmd:
+                        # a listed peer must speak first; for others
+                        # it is one unknown command
+                        s.sendall(b"PROXY UNKNOWN\r\n")
                     if s.recv(512).startswith(b"220"):
                         s.sendall(b"QUIT\r\n")
                         s.recv(512)

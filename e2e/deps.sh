@@ -1,9 +1,9 @@
 #!/bin/sh
 # Installs what `make test` needs on a fresh Debian machine, and nothing
 # when it is all there already (README.md lists each package and why).
-# Daemons that come with a package (dovecot) are kept from starting, and
-# their system services are left disabled: the tests start their own
-# private instances.
+# Daemons that come with a package (dovecot, haproxy) are kept from
+# starting, and their system services are left disabled: the tests start
+# their own private instances.
 set -e
 missing=""
 /usr/bin/python3 -c 'import pytest' 2>/dev/null || missing="$missing python3-pytest"
@@ -28,6 +28,7 @@ perl -MNet::SSLeay -e 1 2>/dev/null || missing="$missing libnet-ssleay-perl"
 perl -MIO::Socket::INET6 -e 1 2>/dev/null || missing="$missing libio-socket-inet6-perl"
 command -v fail2ban-regex >/dev/null || missing="$missing fail2ban"
 command -v mkpasswd >/dev/null || missing="$missing whois"
+[ -x /usr/sbin/haproxy ] || missing="$missing haproxy"
 [ -z "$missing" ] && exit 0
 
 if [ "$(id -u)" != 0 ]; then
@@ -44,10 +45,13 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends $missing
 [ "$own_policy" = 1 ] && rm -f "$policy"
-# The package enables dovecot.service at boot; the suite needs only its
-# private instance, so the system's stays off.
+# The packages enable dovecot.service and haproxy.service at boot; the
+# suite needs only its private instances, so the system's stay off.
 if [ -e /lib/systemd/system/dovecot.service ] && command -v systemctl >/dev/null; then
     systemctl disable dovecot.service >/dev/null 2>&1 || true
     systemctl disable dovecot.socket >/dev/null 2>&1 || true
+fi
+if [ -e /lib/systemd/system/haproxy.service ] && command -v systemctl >/dev/null; then
+    systemctl disable haproxy.service >/dev/null 2>&1 || true
 fi
 exit 0

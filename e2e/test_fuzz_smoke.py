@@ -21,6 +21,7 @@ HARNESSES = {
     "parser": ["fuzz/fuzz_parser.c", "parser.c", "auth.c"],
     "monitor": ["fuzz/fuzz_monitor.c", "monitor.c"],
     "users": ["fuzz/fuzz_users.c", "users.c", "parser.c"],
+    "proxy": ["fuzz/fuzz_proxy.c", "proxy.c"],
 }
 SECONDS = 10
 

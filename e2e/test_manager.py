@@ -294,8 +294,8 @@ def test_menu_with_empty_input(server):
 def test_help_lists_everything():
     r = manager("-h")
     assert r.returncode == 0 and r.stderr == ""
-    assert r.stdout.startswith("usage: manager [-i ADDR] [-p PORT] [-k TOKEN]"
-                               " [COMMAND]")
+    assert r.stdout.startswith("usage: manager [-i ADDR[:PORT]]... [-p PORT]"
+                               " [-k TOKEN] [COMMAND]")
     for word in ("-i", "-p", "-k", "-h", "-v", "hist", "conc", "bytes",
                  "status", "on", "off", "stats", "6060", "127.0.0.1",
                  "smtpd", "quit", "exit status", "s stats",
@@ -311,7 +311,11 @@ def test_version():
 @pytest.mark.parametrize("args", [
     ["-k", "123456789", "hist"], ["-k", "123456789"], ["-p", "0", "hist"],
     ["-p", "65536", "hist"], ["-p", "abc"], ["-p", "-1"], ["-p"], ["-x"],
-    ["frobnicate"], ["hist", "conc"], ["-i", "", "hist"]])
+    ["frobnicate"], ["hist", "conc"], ["-i", "", "hist"],
+    ["-i", "127.0.0.1:0", "hist"], ["-i", "127.0.0.1:", "hist"],
+    ["-i", "[::1", "hist"], ["-i", "[::1]x", "hist"], ["-i", "[]:6060"],
+    ["-i", "[::1]:70000", "hist"], ["-i", "[::1]:", "hist"],
+    ["-i", "127.0.0.1"] * 17 + ["hist"]])
 def test_bad_usage_exits_2_with_one_line(args):
     r = manager(*args)
     assert r.returncode == 2, r
@@ -328,3 +332,64 @@ def test_eight_byte_token_is_accepted(start_server):
 def test_unknown_host_exits_1():
     r = manager("-i", "no-such-host.invalid", "-p", "6060", "hist")
     assert r.returncode == 1 and r.stderr.startswith("manager: cannot resolve")
+
+
+# ---- several servers (-i repeated) ----------------------------------------
+
+def test_several_servers_each_answer_and_sum(start_server, connect):
+    a = start_server()
+    b = start_server("-t", "cat")
+    for srv in (a, b):
+        settle(srv)
+    ha, hb = raw(a, 0x00), raw(b, 0x00)
+    # ADDR:PORT, [V6]:PORT, and a bare address taking -p's port
+    r = manager("-i", "127.0.0.1:%d" % a.monitor_port,
+                "-i", "[::1]:%d" % b.monitor_port, "hist")
+    ok(r, "127.0.0.1:%d: historical connections: %d\n"
+          "[::1]:%d: historical connections: %d\n"
+          "total: historical connections: %d\n"
+          % (a.monitor_port, ha, b.monitor_port, hb, ha + hb))
+    r = manager("-i", "::1", "-p", b.monitor_port, "-i",
+                "127.0.0.1:%d" % a.monitor_port, "conc")
+    ok(r, "[::1]:%d: concurrent connections: 0\n"
+          "127.0.0.1:%d: concurrent connections: 0\n"
+          "total: concurrent connections: 0\n"
+          % (b.monitor_port, a.monitor_port))
+
+
+def test_several_servers_on_off_say_who_answered(start_server):
+    a = start_server("-t", "cat")
+    b = start_server("-t", "cat")
+    args = ["-i", "127.0.0.1:%d" % a.monitor_port,
+            "-i", "127.0.0.1:%d" % b.monitor_port]
+    ok(manager(*args, "off"),
+       "127.0.0.1:%d: transformations: OFF\n127.0.0.1:%d: transformations: OFF\n"
+       % (a.monitor_port, b.monitor_port))
+    ok(m(a, "status"), "transformations: OFF\n")
+    ok(m(b, "status"), "transformations: OFF\n")
+    # one server gone: the other still switches; exit 1 names the silent one
+    dead = free_port(socket.SOCK_DGRAM)
+    r = manager(*args, "-i", "127.0.0.1:%d" % dead, "on")
+    assert r.returncode == 1, r
+    assert r.stdout == ("127.0.0.1:%d: transformations: ON\n"
+                        "127.0.0.1:%d: transformations: ON\n"
+                        % (a.monitor_port, b.monitor_port))
+    assert r.stderr == "manager: no answer from 127.0.0.1 port %d\n" % dead
+
+
+def test_several_servers_stats_with_one_silent(start_server):
+    a = start_server()
+    dead = free_port(socket.SOCK_DGRAM)
+    t0 = time.monotonic()
+    r = manager("-i", "127.0.0.1:%d" % dead, "-i",
+                "127.0.0.1:%d" % a.monitor_port, "stats", timeout=30)
+    assert r.returncode == 1, r
+    # the silent one is given up once, not once per metric
+    assert r.stderr.count("no answer") == 1
+    assert time.monotonic() - t0 < 10
+    lines = r.stdout.splitlines()
+
+    for label in STATS_LABELS:
+        assert "127.0.0.1:%d: %s: " % (a.monitor_port, label) in r.stdout
+    assert "total of 1 of 2 servers: messages delivered: 0" in lines
+    assert not any(l.startswith("total") and "uptime" in l for l in lines)

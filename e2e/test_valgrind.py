@@ -59,3 +59,27 @@ def test_one_session_under_valgrind(valgrind_bin, start_server, connect):
     print("valgrind: exit %d, report %d bytes" % (code, len(report)))
     assert code == 0, report
     assert report.strip() == "", report
+
+
+def test_proxy_sessions_under_valgrind(valgrind_bin, start_server, connect):
+    """PROXY headers good, bad and unfinished at SIGTERM."""
+    srv = start_server("--proxy-from", "127.0.0.1")
+    c = connect(srv.port)
+    c.send(b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c\xc0\x00\x02\x07"
+           b"\x7f\x00\x00\x01\x9c\x41\x00\x19")
+    assert c.reply_line().startswith("220 ")
+    c.send(b"EHLO v.test\r\n")
+    assert c.reply()[0] == 250
+    queue_id(send_mail(c, "a@b.test", ["postmaster@localhost"],
+                       b"Subject: proxied\r\n\r\nbody\r\n"))
+    bad = connect(srv.port)
+    bad.send(b"PROXY TCP4 300.0.0.1 127.0.0.1 1 2\r\n")
+    assert bad.closed()
+    pending = connect(srv.port)
+    pending.send(b"PROXY TCP4 192.0.2.")      # still waiting at the stop
+    assert c.cmd("QUIT").startswith("221")
+    code = srv.stop(timeout=60)
+    report = valgrind_bin.read_text(errors="replace")
+    assert code == 0, report
+    assert report.strip() == "", report
+    assert "[192.0.2.7]" in srv.new_files("postmaster")[0].read_text()

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "log.h"
+#include "proxy.h"
 
 #define ARGS_MAX_ADDRS  16
 #define ARGS_MAX_USERS  256
@@ -45,6 +46,8 @@ struct config {
     const char *tls_key;                    /* --tls-key, NULL = in tls_cert */
     uint16_t smtps_port;                    /* --smtps-port, 0 = none */
     int require_tls;                        /* --require-tls */
+    struct proxy_net proxy_from[ARGS_MAX_ADDRS]; /* --proxy-from */
+    size_t n_proxy_from;
 };
 
 /*

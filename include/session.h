@@ -36,6 +36,8 @@ enum session_state {
     ST_DATA      = 1 << 4,   /* reading the message body */
     ST_AUTH      = 1 << 5,   /* reading a SASL response line */
     ST_WAIT      = 1 << 6,   /* message handed to transform/committer */
+    ST_PROXY     = 1 << 7,   /* a --proxy-from peer: no greeting before its
+                                PROXY header (proxy.h) */
 };
 
 enum auth_step { AUTH_NONE, AUTH_PLAIN_WAIT, AUTH_LOGIN_USER, AUTH_LOGIN_PASS };

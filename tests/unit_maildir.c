@@ -198,8 +198,11 @@ static void test_msg_names(void)
     CHECK(id_ok(a.id) && id_ok(b.id));
     CHECK(strcmp(a.id, b.id) != 0);
     CHECK(a.id[0] == 'M');
-    snprintf(pid, sizeof pid, "P%uQ", (unsigned)getpid());
+    /* the pid, then the process's random tag, which both IDs share */
+    snprintf(pid, sizeof pid, "P%uR", (unsigned)getpid());
     CHECK(strstr(a.id, pid) != NULL);
+    const char *ta = strchr(a.id, 'R'), *tb = strchr(b.id, 'R');
+    CHECK(ta && tb && strncmp(ta, tb, 7) == 0 && ta[6] == 'Q');
     CHECK(a.sec > 0 && a.sec <= time(NULL));
     snprintf(want, sizeof want, "%s/alice/tmp/%lld.%s.%s", dir,
              (long long)a.sec, a.id, host);

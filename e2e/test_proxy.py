@@ -1,0 +1,187 @@
+"""The PROXY protocol behind --proxy-from, over real sockets: a listed peer
+gets nothing before its header, the header's source is the client in
+Received, the log and SMTPD_CLIENT; UNKNOWN and LOCAL keep the
+connection's address; bad, oversized and slow headers close without a
+word; peers not listed are never read as PROXY."""
+import socket
+import struct
+import subprocess
+import time
+
+from conftest import SMTPD_BIN, no_reply, only_file, parse_trace
+
+V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+BODY = b"Subject: proxied\r\n\r\nhello\r\n"
+
+
+def v2(src, dst, sport, dport, cmd=0x21, tlvs=b""):
+    if ":" in src:
+        fam, addrs = 0x21, (socket.inet_pton(socket.AF_INET6, src)
+                            + socket.inet_pton(socket.AF_INET6, dst))
+    else:
+        fam, addrs = 0x11, socket.inet_aton(src) + socket.inet_aton(dst)
+    body = addrs + struct.pack(">HH", sport, dport) + tlvs
+    return V2_SIG + bytes([cmd, fam]) + struct.pack(">H", len(body)) + body
+
+
+V2_LOCAL = V2_SIG + b"\x20\x00\x00\x00"
+
+
+def proxied(start_server, *extra):
+    return start_server("--proxy-from", "127.0.0.1", "--proxy-from", "::1/128",
+                        *extra)
+
+
+def mail_through(connect, srv, header, host="127.0.0.1", split=False):
+    """Sends header, then one message; returns the stored file's bytes."""
+    c = connect(srv.port, host)
+    assert no_reply(c, 0.3), "greeted before the PROXY header"
+    if split:
+        for i in range(len(header)):
+            c.send(header[i:i + 1])
+    else:
+        c.send(header)
+    assert c.reply_line() == "220 localhost ESMTP"
+    c.send("EHLO client.test\r\n")
+    assert c.reply()[0] == 250
+    assert c.cmd("MAIL FROM:<a@example.org>").startswith("250 2.1.0")
+    assert c.cmd("RCPT TO:<postmaster@localhost>").startswith("250 2.1.5")
+    assert c.cmd("DATA").startswith("354")
+    c.send(BODY + b".\r\n")
+    assert c.reply_line().startswith("250 2.0.0 Ok: queued as ")
+    assert c.cmd("QUIT") == "221 2.0.0 Bye"
+    return only_file(srv, "postmaster")[1]
+
+
+def test_v1_source_is_the_client(start_server, connect):
+    srv = proxied(start_server, "-t",
+                  "printf 'X-Client: %s\\r\\n' \"$SMTPD_CLIENT\"; cat")
+    data = mail_through(connect, srv,
+                        b"PROXY TCP4 192.0.2.7 127.0.0.1 40001 25\r\n")
+    _, rcv, rest = parse_trace(data.split(b"\r\n", 1)[1])
+    assert data.startswith(b"X-Client: 192.0.2.7\r\n")
+    assert rcv["ip"] == "192.0.2.7"
+    log = srv.log_text()
+    assert "192.0.2.7:40001 via 127.0.0.1:" in log
+    assert "client=192.0.2.7:40001 " in log
+
+
+def test_v2_ipv6_source_split_byte_by_byte(start_server, connect):
+    srv = proxied(start_server)
+    data = mail_through(connect, srv, v2("2001:db8::7", "::1", 443, 25),
+                        host="::1", split=True)
+    assert parse_trace(data)[1]["ip"] == "IPv6:2001:db8::7"
+    assert "2001:db8::7:443 via ::1:" in srv.log_text()
+
+
+def test_v2_with_tlvs(start_server, connect):
+    srv = proxied(start_server)
+    tlvs = b"\x02\x00\x09mx.a.test" + b"\x04\x00\x00"
+    data = mail_through(connect, srv, v2("192.0.2.9", "127.0.0.1", 1, 25,
+                                         tlvs=tlvs))
+    assert parse_trace(data)[1]["ip"] == "192.0.2.9"
+
+
+def test_unknown_keeps_own_address(start_server, connect):
+    srv = proxied(start_server)
+    data = mail_through(connect, srv, b"PROXY UNKNOWN\r\n")
+    assert parse_trace(data)[1]["ip"] == "127.0.0.1"
+
+
+def test_v2_local_keeps_own_address(start_server, connect):
+    srv = proxied(start_server)
+    c = connect(srv.port)
+    c.send(V2_LOCAL + b"QUIT\r\n")      # a health check, pipelined
+    assert c.reply_line() == "220 localhost ESMTP"
+    assert c.reply_line() == "221 2.0.0 Bye"
+    assert c.closed()
+    log = srv.log_text()
+    assert "health check" in log
+    assert "bad PROXY" not in log
+
+
+def closes_silently(c, timeout=5):
+    """The server closes without having sent a single byte."""
+    assert c.closed(timeout)
+    return c.buf == b""
+
+
+BAD = [
+    b"EHLO client.test\r\n",                          # no header at all
+    b"PROXY TCP4 192.0.2.7 127.0.0.1 40001\r\n",        # a field missing
+    b"PROXY TCP4 192.0.2.300 127.0.0.1 40001 25\r\n",   # address
+    b"PROXY TCP4 192.0.2.7 127.0.0.1 70000 25\r\n",     # port
+    b"PROXY TCP4 192.0.2.7 127.0.0.1 40001 25\n",       # no CR
+    b"PROXY UNKNOWN " + b"x" * 120 + b"\r\n",           # over 107 bytes
+    V2_SIG + b"\x21\x11\x02\x01" + b"\x00" * 513,       # 513 > 512
+    V2_SIG + b"\x21\x11\x00\x10" + b"\x00" * 12 + b"\x04\x00\x09\x00",  # TLV
+    V2_SIG + b"\x31\x11\x00\x0c" + b"\x00" * 12,        # version 3
+]
+
+
+def test_bad_headers_close_without_reply(start_server, connect):
+    srv = proxied(start_server)
+    for header in BAD:
+        c = connect(srv.port)
+        c.send(header)
+        assert closes_silently(c), (header, c.buf)
+    log = srv.log_text()
+    assert log.count("bad PROXY header") == len(BAD), log
+    # the server goes on serving
+    data = mail_through(connect, srv, b"PROXY TCP4 192.0.2.8 127.0.0.1 9 25\r\n")
+    assert parse_trace(data)[1]["ip"] == "192.0.2.8"
+
+
+def test_slow_header_closes_after_3s(start_server, connect):
+    srv = proxied(start_server)
+    c = connect(srv.port)
+    c.send(b"PROXY TCP4 192.0.2.7 ")     # and then nothing
+    t0 = time.monotonic()
+    assert closes_silently(c, timeout=10)
+    took = time.monotonic() - t0
+    assert 2.5 <= took <= 6, took
+    c2 = connect(srv.port)               # silent from the start
+    assert closes_silently(c2, timeout=10)
+    assert "no PROXY header within 3000 ms" in srv.log_text()
+
+
+def test_peer_not_listed_is_plain_smtp(start_server, connect):
+    srv = start_server("--proxy-from", "192.0.2.0/24", "--proxy-from", "::2")
+    c = connect(srv.port)
+    assert c.reply_line() == "220 localhost ESMTP"
+    assert c.cmd("PROXY TCP4 192.0.2.7 127.0.0.1 40001 25") \
+        == "500 5.5.2 Command unrecognized"
+    assert c.cmd("QUIT") == "221 2.0.0 Bye"
+    c6 = connect(srv.port, "::1")
+    assert c6.reply_line() == "220 localhost ESMTP"
+
+
+def test_bad_proxy_from_exits_2(tmp_path):
+    for bad in ["10.0.0.0/33", "::/129", "host.example", "", "10.0.0.1/x"]:
+        r = subprocess.run([SMTPD_BIN, "-f", str(tmp_path / "m"),
+                            "--proxy-from", bad], capture_output=True,
+                           text=True, timeout=10)
+        assert r.returncode == 2, (bad, r)
+        assert "--proxy-from" in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+    r = subprocess.run([SMTPD_BIN, "--proxy-from"], capture_output=True,
+                       text=True, timeout=10)
+    assert r.returncode == 2 and "needs a value" in r.stderr
+    r = subprocess.run([SMTPD_BIN, "--no-such-option"], capture_output=True,
+                       text=True, timeout=10)
+    assert r.returncode == 2 and "--no-such-option" in r.stderr
+    r = subprocess.run([SMTPD_BIN, "-h"], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 0 and "--proxy-from" in r.stdout
+
+
+def test_full_server_refuses_before_the_header(start_server, connect):
+    srv = proxied(start_server, "-c", "1")
+    time.sleep(0.2)                      # the readiness probe has left
+    c = connect(srv.port)
+    c.send(b"PROXY TCP4 192.0.2.7 127.0.0.1 40001 25\r\n")
+    assert c.reply_line() == "220 localhost ESMTP"
+    c2 = connect(srv.port)               # one too many: told at once
+    assert c2.reply_line().startswith("421 4.3.2 ")
+    assert c2.closed()
+    assert c.cmd("QUIT") == "221 2.0.0 Bye"
