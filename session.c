@@ -1,7 +1,8 @@
 /*
- * session.c - one SMTP client from accept() to close(): reading and
- * splitting input, queueing replies, idle timeouts, shutdown. What each
- * command does is in commands.c; the DATA body goes to delivery.c.
+ * session.c - one SMTP client from session_start() to close(): reading and
+ * splitting input, queueing replies, idle timeouts, shutdown. accept.c
+ * accepts it; what each command does is in commands.c; the DATA body
+ * goes to delivery.c.
  * A session is freed only from its on_close handler.
  */
 #include <arpa/inet.h>
@@ -499,25 +500,6 @@ static void session_format_peer(struct session *s, const struct sockaddr_storage
     }
 }
 
-/* A refusal that needs no session: one best-effort write, then close.
- * On the implicit-TLS port a plaintext reply would only be noise. */
-static void session_refuse(int fd, enum reply_id id, bool tls)
-{
-    char line[128];
-    if (tls) {
-        close(fd);
-        return;
-    }
-    int n = snprintf(line, sizeof(line), "%d %s ", replies[id].code, replies[id].esc);
-    n += snprintf(line + n, sizeof(line) - (size_t)n, replies[id].text,
-                  session_env.cfg->domain);
-    n += snprintf(line + n, sizeof(line) - (size_t)n, "\r\n");
-    ssize_t w = write(fd, line, (size_t)n);
-    if (w > 0)
-        stats.bytes_transferred += (uint64_t)w;
-    close(fd);
-}
-
 static struct session *session_new(int fd, const struct sockaddr_storage *ss)
 {
     struct session *s = calloc(1, sizeof(*s) + SESSION_IN_SMALL + SESSION_OUT_SIZE);
@@ -558,7 +540,7 @@ static void session_unlink(struct session *s)
     nsessions--;
 }
 
-static void session_start(int fd, const struct sockaddr_storage *ss, bool tls)
+void session_start(int fd, const struct sockaddr_storage *ss, bool tls)
 {
     struct session *s = session_new(fd, ss);
     if (s == NULL || (tls && session_tls_implicit(s) < 0)) {
@@ -592,62 +574,6 @@ static void session_start(int fd, const struct sockaddr_storage *ss, bool tls)
     }
     session_greet(s);
     session_flush(s);
-}
-
-/* Keeps one descriptor in reserve so that, out of descriptors, we can
- * still accept a client just to tell it 421 instead of leaving it hanging
- * in the backlog. */
-static int reserve_fd = -1;
-
-static void session_accept_emfile(int lfd, bool tls)
-{
-    if (reserve_fd < 0)
-        return;
-    close(reserve_fd);
-    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-    if (fd >= 0)
-        session_refuse(fd, R_TOO_MANY_CLIENTS, tls);
-    log_warn("out of descriptors: refused a client");
-    reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-}
-
-static void session_accept(struct selector_key *key, bool tls)
-{
-    if (reserve_fd < 0)
-        reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    for (int i = 0; i < 64; i++) {     /* bounded: others get a turn */
-        struct sockaddr_storage ss;
-        socklen_t len = sizeof(ss);
-        int fd = accept4(key->fd, (struct sockaddr *)&ss, &len,
-                         SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE)
-                session_accept_emfile(key->fd, tls);
-            else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR
-                     && errno != ECONNABORTED)
-                log_warn("accept: %s", strerror(errno));
-            return;
-        }
-        if (session_env.shutting_down) {
-            session_refuse(fd, R_SHUTDOWN, tls);
-        } else if (nsessions >= session_env.cfg->max_clients
-                   || fd >= selector_fd_limit(session_env.sel)) {
-            log_warn("refused a client: %zu connected, fd %d", nsessions, fd);
-            session_refuse(fd, R_TOO_MANY_CLIENTS, tls);
-        } else {
-            session_start(fd, &ss, tls);
-        }
-    }
-}
-
-void session_on_accept(struct selector_key *key)
-{
-    session_accept(key, false);
-}
-
-void session_on_accept_tls(struct selector_key *key)
-{
-    session_accept(key, true);
 }
 
 static void session_on_close(struct selector_key *key)

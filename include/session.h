@@ -99,8 +99,15 @@ extern struct session_env session_env;
 /* session.c */
 void session_init(const struct config *cfg, struct selector *sel,
                   struct committer *c);
+/* A client accepted on fd: its session starts (tls: on the implicit-TLS
+ * port, greeted after the handshake). */
+void session_start(int fd, const struct sockaddr_storage *ss, bool tls);
+
+/* accept.c */
 void session_on_accept(struct selector_key *key);   /* listening socket */
 void session_on_accept_tls(struct selector_key *key); /* implicit TLS port */
+/* Answers id (not on the TLS port) and closes fd, with no session. */
+void session_refuse(int fd, enum reply_id id, bool tls);
 void session_start_tls(struct session *s);  /* after 220 to STARTTLS */
 void session_reply(struct session *s, enum reply_id id, ...);
 void session_reply_raw(struct session *s, const char *text, size_t len);
