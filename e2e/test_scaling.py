@@ -295,8 +295,10 @@ def test_kill_one_instance_under_load(balanced):
     assert late_failures == [], late_failures
     s2.wait_new("postmaster", len(acked), timeout=10)
     check_stored_once(s2, acked)
-    # everything acknowledged since the kill came from the survivor
+    # everything acknowledged a second after the kill came from the
+    # survivor (a 250 the dead one sent just before it died may still sit
+    # in a client's socket until that thread reads it)
     pids = {re.search(r"P(\d+)R", a[1]).group(1) for a in acked
-            if a[2] > killed_at[0]}
+            if a[2] > killed_at[0] + 1.0}
     assert pids == {str(s2.pid)}
     assert bad_log_lines(s2) == []
