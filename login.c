@@ -256,7 +256,10 @@ void login_abandon(struct session *s)
     s->login = NULL;
     l->s = NULL;
     selector_timer_cancel(session_env.sel, &l->timer);
+    if (l->checked && !l->ok)
+        login_log_failure(l);   /* known, only its 535 was still waiting */
     if (l->checked)
         login_free(l);
-    /* else login_on_checked frees it when the worker hands it back */
+    /* else login_on_checked logs it and frees it when the worker hands it
+     * back */
 }
