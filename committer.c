@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "worker.h"
@@ -40,6 +41,8 @@ struct committer {
     int root_fd;                    /* the filesystem syncfs() flushes */
     dev_t root_dev;
     struct worker *thread;          /* one thread, whole batches */
+    double busy_at;                 /* the thread's: when it last saw much
+                                       unwritten data (CLOCK_MONOTONIC s) */
 };
 
 /* ---- paths ------------------------------------------------------------ */
@@ -113,16 +116,32 @@ static void committer_close_file(struct commit_job *j)
 
 /*
  * syncfs writes back every dirty page of the filesystem, other programs'
- * too: next to a busy writer (a dd loop), syncfs-link-syncfs took 28 ms
- * for one message and 49 ms for 16, where fsync of our own files and
- * new/ took 2 ms and 8 ms (a scratch timing program; the server-level
- * figures are in docs/benchmarks.md). So the batch goes file by file
- * when the filesystem has much unwritten data (Dirty + Writeback in
- * /proc/meminfo, which is machine-wide: a busy disk elsewhere also
- * counts, and then fsync is merely as good), and for a lone message to one
- * or two mailboxes, where both cost the same on a quiet disk.
+ * too: next to a busy writer (a dd loop) a batch of 16 files took 40 ms
+ * that way against 3 ms file by file (bench/batch_flush.c;
+ * docs/benchmarks.md, "Sharing the disk"). So batches go file by file
+ * while the machine holds much unwritten data (Dirty + Writeback in
+ * /proc/meminfo, which is machine-wide: a busy disk elsewhere also counts,
+ * and then fsync is merely as good), and for a while after: a writer's
+ * dirty data comes and goes within milliseconds (a dd loop's drops each
+ * time a round ends), and a syncfs that starts in such a lull waits for
+ * all the writer dirties meanwhile. Also file by file: a lone message to
+ * one or two mailboxes, where both cost the same on a quiet disk, and a
+ * batch with a file outside root's filesystem, which syncfs would not cover.
  */
 #define COMMITTER_BUSY_BYTES (32ULL << 20)
+#define COMMITTER_CALM_SECONDS 2.0
+
+enum commit_flush commit_flush_choose(size_t jobs, size_t boxes,
+                                      int outside_root, double since_busy)
+{
+    if (outside_root)
+        return COMMIT_FLUSH_FILES;
+    if (jobs == 1 && boxes <= 2)
+        return COMMIT_FLUSH_FILES;
+    if (since_busy < COMMITTER_CALM_SECONDS)
+        return COMMIT_FLUSH_FILES;
+    return COMMIT_FLUSH_FILESYSTEM;
+}
 
 static unsigned long long committer_unwritten_bytes(void)
 {
@@ -139,11 +158,21 @@ static unsigned long long committer_unwritten_bytes(void)
     return total;
 }
 
-static int committer_prefer_fsync(const struct commit_job *batch)
+static double committer_now(void)
 {
-    if (batch && batch->next == NULL && batch->nboxes <= 2)
-        return 1;
-    return committer_unwritten_bytes() > COMMITTER_BUSY_BYTES;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Seconds since the machine last held more than COMMITTER_BUSY_BYTES
+ * unwritten, as far as this thread has looked. */
+static double committer_since_busy(struct committer *c)
+{
+    double now = committer_now();
+    if (committer_unwritten_bytes() > COMMITTER_BUSY_BYTES)
+        c->busy_at = now;
+    return now - c->busy_at;
 }
 
 /* fsync of every file, with the write-back of all of them started first:
@@ -161,13 +190,20 @@ static void committer_fsync_files(struct commit_job *batch)
 
 /* Makes every file's data durable. Returns 1 when the batch went (and its
  * directories must go) file by file, 0 when syncfs covered it. */
-static int committer_sync_data(const struct committer *c,
+static int committer_sync_data(struct committer *c,
                                struct commit_job *batch)
 {
-    int exact = committer_prefer_fsync(batch);
-    for (struct commit_job *j = batch; j; j = j->next)
+    size_t jobs = 0, boxes = 0;
+    int outside = 0;
+    for (struct commit_job *j = batch; j; j = j->next) {
+        jobs++;
+        boxes += j->nboxes;
         if (committer_prepare(c, j) > 0)
-            exact = 1;
+            outside = 1;
+    }
+    int exact = commit_flush_choose(jobs, boxes, outside,
+                                    committer_since_busy(c))
+                == COMMIT_FLUSH_FILES;
     if (exact || syncfs(c->root_fd) < 0) {
         exact = 1;
         committer_fsync_files(batch);
@@ -211,23 +247,62 @@ static int committer_sync_new_dir(const struct committer *c, const char *box)
     return maildir_sync_dir(path);
 }
 
-/*
- * Fallback: fsync the new/ of every box of every linked job. A directory
- * shared by many jobs is synced once per job, but only the first fsync
- * costs a journal commit; the others find nothing dirty and return at
- * once, so this is as cheap as deduplicating and much simpler.
- */
+/* One (box, job) pair per recipient of a linked job, sorted by box so
+ * that each new/ is synced once per batch: on a filesystem without a
+ * journal every fsync is a flush of the disk's cache, and a batch of 16
+ * messages to one mailbox would otherwise pay 16 (docs/benchmarks.md). */
+struct committer_dir_ref {
+    const char *box;
+    struct commit_job *job;
+};
+
+static int committer_dir_ref_cmp(const void *a, const void *b)
+{
+    const struct committer_dir_ref *x = a, *y = b;
+    return strcmp(x->box, y->box);
+}
+
+/* A linked job whose names cannot be made durable loses them all. */
+static void committer_fail_linked(const struct committer *c,
+                                  struct commit_job *j, int err)
+{
+    if (j->error)
+        return;
+    j->error = err;
+    committer_unlink_new(c, j, j->nboxes);
+}
+
+/* fsync of each distinct new/ of the linked jobs; a failure fails every
+ * job that has a link there. */
 static void committer_sync_dirs(const struct committer *c,
                                 struct commit_job *batch)
 {
-    for (struct commit_job *j = batch; j; j = j->next) {
-        for (size_t i = 0; i < j->nboxes && !j->error; i++) {
-            if (committer_sync_new_dir(c, j->boxes[i]) < 0) {
-                j->error = errno;
-                committer_unlink_new(c, j, j->nboxes);
-            }
+    size_t n = 0, k = 0;
+    for (struct commit_job *j = batch; j; j = j->next)
+        if (!j->error)
+            n += j->nboxes;
+    if (n == 0)
+        return;
+    struct committer_dir_ref *refs = malloc(n * sizeof *refs);
+    for (struct commit_job *j = batch; j; j = j->next)
+        for (size_t i = 0; i < j->nboxes && !j->error && refs; i++)
+            refs[k++] = (struct committer_dir_ref){ j->boxes[i], j };
+    if (refs == NULL) {
+        for (struct commit_job *j = batch; j; j = j->next)
+            committer_fail_linked(c, j, ENOMEM);
+        return;
+    }
+    qsort(refs, n, sizeof *refs, committer_dir_ref_cmp);
+    for (size_t first = 0, end; first < n; first = end) {
+        int err = committer_sync_new_dir(c, refs[first].box) < 0 ? errno : 0;
+        for (end = first; end < n; end++) {
+            if (strcmp(refs[end].box, refs[first].box) != 0)
+                break;
+            if (err)
+                committer_fail_linked(c, refs[end].job, err);
         }
     }
+    free(refs);
 }
 
 static void committer_sync_links(const struct committer *c,
@@ -249,7 +324,7 @@ static void committer_sync_links(const struct committer *c,
 /* The four delivery steps (maildir.h) for a whole batch. The tmp/ files go last, so
  * a crash at any point leaves each message either whole in tmp/ (removed
  * by maildir_clean_tmp at the next start) or durable in new/. */
-static void committer_run_batch(const struct committer *c,
+static void committer_run_batch(struct committer *c,
                                 struct commit_job *batch)
 {
     int exact = committer_sync_data(c, batch);
@@ -302,6 +377,7 @@ struct committer *committer_new(const char *root)
     if (c->root_fd < 0 || fstat(c->root_fd, &st) < 0)
         goto undo;
     c->root_dev = st.st_dev;
+    c->busy_at = -COMMITTER_CALM_SECONDS;
     c->thread = worker_new_batch(committer_batch, c);
     if (c->thread == NULL)
         goto undo;

@@ -159,8 +159,8 @@ def test_syncfs_failing_alone_falls_back_to_fsync(start_server, connect,
                                                   shim, tmp_path):
     """syncfs may fail for someone else's file; fsync of ours then decides.
     Three mailboxes: a lone message to one or two is flushed with fsync
-    alone, three take the syncfs path unless the machine has much
-    unwritten data (committer_prefer_fsync): either way it is delivered."""
+    alone, three take the syncfs path unless the machine has lately held
+    much unwritten data (commit_flush_choose): either way it is delivered."""
     fs = FaultServer(start_server, shim, tmp_path, "-u", "bob:pw",
                      FAULT_SYNCFS=1)
     fs.arm()
@@ -193,6 +193,64 @@ def test_concurrent_clients_during_disk_full(start_server, connect, shim,
     for c in clients:
         queue_id(transaction(c, ["alice@localhost"]))
     assert len(fs.srv.new_files("alice")) == 10
+
+
+def send_together(clients, rcpts_of):
+    """Every client's transaction up to DATA, then all bodies at once, so
+    that they reach the committer in as few batches as possible; the
+    replies after the dot, in client order."""
+    for i, c in enumerate(clients):
+        assert c.cmd("MAIL FROM:<a@b.test>").startswith("250")
+        for r in rcpts_of(i):
+            assert c.cmd("RCPT TO:<%s>" % r).startswith("250")
+        c.send("DATA\r\n")
+    assert all(c.reply_line().startswith("354") for c in clients)
+    for c in clients:
+        c.send(BODY + b".\r\n")
+    return [c.reply_line() for c in clients]
+
+
+def test_one_mailbox_directory_failing_fails_only_its_messages(
+        start_server, connect, shim, tmp_path):
+    """A batch syncs each new/ once for all its messages; when bob's new/
+    cannot be synced, every message with a copy for bob gets 451 and
+    leaves nothing anywhere (not even alice's copy of the message sent to
+    both), and the messages for alice alone are delivered."""
+    fs = FaultServer(start_server, shim, tmp_path, "-u", "bob:pw",
+                     FAULT_SYNCFS=1, FAULT_FSYNC_DIR=1,
+                     FAULT_FSYNC_MATCH="/bob/new")
+    clients = [greeted(connect, fs.srv) for _ in range(9)]
+    rcpts = [["alice@localhost"], ["bob@localhost"],
+             ["alice@localhost", "bob@localhost"]]
+    fs.arm()
+    replies = send_together(clients, lambda i: rcpts[i % 3])
+    for i, line in enumerate(replies):
+        want = "250 2.0.0" if i % 3 == 0 else "451 4.3.0"
+        assert line.startswith(want), (i, replies)
+    assert len(fs.srv.new_files("alice")) == 3
+    assert fs.srv.new_files("bob") == []
+    assert sorted(fs.srv.root.glob("*/tmp/*")) == []
+    fs.disarm()
+    queue_id(transaction(clients[1], ["bob@localhost"]))
+    assert len(fs.srv.new_files("bob")) == 1
+
+
+def test_one_fsync_failing_fails_one_message(start_server, connect, shim,
+                                             tmp_path):
+    """Eight messages at once and the disk fails one file's fsync: that
+    message alone gets 451 and leaves nothing; the seven others land."""
+    fs = FaultServer(start_server, shim, tmp_path, FAULT_SYNCFS=1,
+                     FAULT_FSYNC=1, FAULT_FSYNC_ONCE=1)
+    clients = [greeted(connect, fs.srv) for _ in range(8)]
+    fs.arm()
+    replies = send_together(clients, lambda i: ["alice@localhost"])
+    failed = [r for r in replies if r.startswith("451 4.3.0")]
+    assert len(failed) == 1, replies
+    assert sum(r.startswith("250 2.0.0") for r in replies) == 7, replies
+    assert len(fs.srv.new_files("alice")) == 7
+    assert sorted(fs.srv.root.glob("*/tmp/*")) == []
+    lines = (tmp_path / "faults.log").read_text().splitlines()
+    assert [ln.split()[0] for ln in lines if ln.startswith("fsync")] == ["fsync"]
 
 
 def can_mount_tmpfs(where):

@@ -132,4 +132,15 @@ size_t committer_pending(const struct committer *c);
 /* Frees a job that was never submitted (closing and unlinking its file). */
 void commit_job_free(struct commit_job *job);
 
+/* How a batch is made durable: each file and each new/ by fsync, or the
+ * whole filesystem by syncfs before and after the links. */
+enum commit_flush { COMMIT_FLUSH_FILES, COMMIT_FLUSH_FILESYSTEM };
+
+/* The choice for a batch of jobs naming boxes recipients in all;
+ * outside_root is set when a file lies on another filesystem than root,
+ * since_busy is how long ago (s) the machine last held much unwritten
+ * data (another program writing). Pure: unit-tested. */
+enum commit_flush commit_flush_choose(size_t jobs, size_t boxes,
+                                      int outside_root, double since_busy);
+
 #endif

@@ -17,6 +17,9 @@
  *   FAULT_WRITE_ERRNO=EIO  fail those writes with EIO instead of ENOSPC
  *   FAULT_FSYNC=1          fsync/fdatasync of a regular file: -1 EIO
  *   FAULT_FSYNC_DIR=1      fsync/fdatasync of a directory: -1 EIO
+ *   FAULT_FSYNC_MATCH=STR  those two only for a file or directory whose
+ *                          path contains STR (e.g. /bob/new)
+ *   FAULT_FSYNC_ONCE=1     only the first fsync they would fail fails
  *   FAULT_SYNCFS=1         syncfs: -1 EIO
  *   FAULT_LINK_AFTER=N     the first N link()s into DIR succeed, the others
  *                          fail with ENOSPC (N=0: every one fails)
@@ -50,7 +53,8 @@ static struct {
     const char *arm;
     long long write_after;          /* -1: writes are not faulted */
     int write_errno;
-    int fsync_file, fsync_dir, syncfs;
+    int fsync_file, fsync_dir, syncfs, fsync_once;
+    const char *fsync_match;
     long long link_after;           /* -1: links are not faulted */
     const char *log;
     write_fn *real_write;
@@ -61,6 +65,7 @@ static struct {
 } shim = { .write_after = -1, .link_after = -1 };
 
 static atomic_llong shim_links;
+static atomic_int shim_fsyncs_failed;
 
 static long long shim_env_num(const char *name)
 {
@@ -126,6 +131,8 @@ __attribute__((constructor)) static void shim_init(void)
     shim.write_errno = e && strcmp(e, "EIO") == 0 ? EIO : ENOSPC;
     shim.fsync_file = shim_env_flag("FAULT_FSYNC");
     shim.fsync_dir = shim_env_flag("FAULT_FSYNC_DIR");
+    shim.fsync_once = shim_env_flag("FAULT_FSYNC_ONCE");
+    shim.fsync_match = getenv("FAULT_FSYNC_MATCH");
     shim.syncfs = shim_env_flag("FAULT_SYNCFS");
     shim.link_after = shim_env_num("FAULT_LINK_AFTER");
     shim.log = getenv("FAULT_LOG");
@@ -246,7 +253,19 @@ static int shim_sync_faulted(int fd)
         || !shim_fd_inside(fd))
         return 0;
     char kind = shim_fd_kind(fd);
-    return (kind == 'f' && shim.fsync_file) || (kind == 'd' && shim.fsync_dir);
+    if (!((kind == 'f' && shim.fsync_file) || (kind == 'd' && shim.fsync_dir)))
+        return 0;
+    if (shim.fsync_match && *shim.fsync_match) {
+        char link[64], path[PATH_MAX];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, path, sizeof path - 1);
+        if (n < 0)
+            return 0;
+        path[n] = '\0';
+        if (strstr(path, shim.fsync_match) == NULL)
+            return 0;
+    }
+    return !shim.fsync_once || atomic_fetch_add(&shim_fsyncs_failed, 1) == 0;
 }
 
 int fsync(int fd)

@@ -421,6 +421,59 @@ static void test_other_filesystem(void)
     tmpdir_remove(shm);
 }
 
+/* The flush strategy: syncfs only for a batch of several messages (or one
+ * to three mailboxes or more) on root's filesystem, after two calm
+ * seconds; file by file otherwise. */
+static void test_flush_choice(void)
+{
+    const enum commit_flush files = COMMIT_FLUSH_FILES;
+    const enum commit_flush fs = COMMIT_FLUSH_FILESYSTEM;
+    CHECK_EQ_INT(commit_flush_choose(16, 16, 0, 60.0), fs);
+    CHECK_EQ_INT(commit_flush_choose(2, 2, 0, 60.0), fs);
+    CHECK_EQ_INT(commit_flush_choose(1, 3, 0, 60.0), fs);
+    /* a lone message to one or two mailboxes */
+    CHECK_EQ_INT(commit_flush_choose(1, 1, 0, 60.0), files);
+    CHECK_EQ_INT(commit_flush_choose(1, 2, 0, 60.0), files);
+    /* a file on another filesystem, whatever else holds */
+    CHECK_EQ_INT(commit_flush_choose(16, 16, 1, 60.0), files);
+    /* another writer lately: busy now, or less than two seconds ago */
+    CHECK_EQ_INT(commit_flush_choose(16, 16, 0, 0.0), files);
+    CHECK_EQ_INT(commit_flush_choose(64, 640, 0, 1.9), files);
+    CHECK_EQ_INT(commit_flush_choose(64, 640, 0, 2.1), fs);
+}
+
+/* Twelve messages to three mailboxes in every mix, one batch: each lands
+ * once in each of its boxes (each new/ is synced once for all of them). */
+static void test_shared_directories(void)
+{
+    static const char *const sets[][3] = {
+        { "alice" }, { "bob" }, { "alice", "bob" }, { "carol", "alice", "bob" },
+    };
+    static const size_t sizes[] = { 1, 1, 2, 3 };
+    static struct result r[12];
+    char dir[64];
+    memset(r, 0, sizeof r);
+    tmpdir_make(dir, sizeof dir);
+    maildir_create(dir, "alice");
+    maildir_create(dir, "bob");
+    maildir_create(dir, "carol");
+    struct committer *c = committer_new(dir);
+    for (int i = 0; i < 12; i++)
+        committer_submit(c, make_job(dir, sets[i % 4], sizes[i % 4],
+                                     "s\r\n", &r[i]));
+    drain(c);
+    for (int i = 0; i < 12; i++)
+        CHECK(r[i].called == 1 && r[i].error == 0);
+    CHECK_EQ_INT(box_count(dir, "alice", "new", NULL, 0), 9);
+    CHECK_EQ_INT(box_count(dir, "bob", "new", NULL, 0), 9);
+    CHECK_EQ_INT(box_count(dir, "carol", "new", NULL, 0), 3);
+    CHECK_EQ_INT(box_count(dir, "alice", "tmp", NULL, 0), 0);
+    CHECK_EQ_INT(box_count(dir, "bob", "tmp", NULL, 0), 0);
+    CHECK_EQ_INT(box_count(dir, "carol", "tmp", NULL, 0), 0);
+    committer_free(c);
+    tmpdir_remove(dir);
+}
+
 static void test_new_fails_on_missing_root(void)
 {
     errno = 0;
@@ -439,4 +492,6 @@ UNIT_MAIN("committer",
           { "job_free_unsubmitted", test_job_free_unsubmitted },
           { "free_finishes_work", test_free_finishes_work },
           { "other_filesystem", test_other_filesystem },
-          { "new_fails_on_missing_root", test_new_fails_on_missing_root })
+          { "new_fails_on_missing_root", test_new_fails_on_missing_root },
+          { "flush_choice", test_flush_choice },
+          { "shared_directories", test_shared_directories })
