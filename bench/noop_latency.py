@@ -7,7 +7,8 @@ at a time for SECONDS (or until STOP_FILE exists), each request to its
     histogram_ms <1:N <2:N <5:N ... >=200:N
 
     bench/noop_latency.py --host 127.0.0.1 --port 2525 --seconds 30 \\
-        [--stop-file FILE] [--out FILE] [--interval SECONDS]
+        [--stop-file FILE] [--ready-file FILE] [--out FILE] \\
+        [--interval SECONDS] [--timeout SECONDS]
 
 A NOOP that gets no reply within --timeout seconds, a reply other than
 250 or a lost connection counts as a failure (not in the percentiles);
@@ -101,6 +102,8 @@ def main():
                     help="how long to send NOOPs (default 10)")
     ap.add_argument("--stop-file",
                     help="stop as soon as this file exists")
+    ap.add_argument("--ready-file",
+                    help="create this file once connected and past EHLO")
     ap.add_argument("--out",
                     help="also write every latency (ms), one a line; "
                          "a failure is written as 'fail'")
@@ -122,6 +125,8 @@ def main():
         try:
             if conn is None:
                 conn = Conn(args.host, args.port, args.timeout)
+                if args.ready_file:
+                    open(args.ready_file, "a").close()
             ms = conn.noop() * 1000.0
             lat_ms.append(ms)
             if out:

@@ -303,13 +303,19 @@ noop_run() {
     new_root
     smtpd_start "$ROOT"
     [ "$kind" = none ] || noise_start "$kind"
-    rm -f "$WORK/noop.stop"
+    rm -f "$WORK/noop.stop" "$WORK/noop.ready"
     "$PY" "$HERE/noop_latency.py" --host 127.0.0.1 --port "$PORT" \
         --seconds 900 --stop-file "$WORK/noop.stop" --interval 0.001 \
+        --ready-file "$WORK/noop.ready" \
         --out "$OUT/noop-$kind.ms" >"$WORK/noop.out" 2>&1 &
     NOOP_PID=$!
-    sleep 0.5
-    kill -0 "$NOOP_PID" 2>/dev/null || { log "noop_latency.py: $(cat "$WORK/noop.out")"; return 1; }
+    # The load starts once the client is past EHLO (at most 10 s).
+    for _ in $(seq 200); do
+        [ -e "$WORK/noop.ready" ] && break
+        kill -0 "$NOOP_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    [ -e "$WORK/noop.ready" ] || { log "noop_latency.py not ready: $(cat "$WORK/noop.out")"; return 1; }
     deliver "$PORT" "$ROOT" 64 1024 1 "$m"
     touch "$WORK/noop.stop"
     wait "$NOOP_PID" || st=$?
@@ -346,7 +352,7 @@ noop_latency() {
     res "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     printf '%s' "$hists" | tee -a "$OUT/results.md"
     res ""
-    res "Command: \`smtp-source -s 64 -m $m -l 1024 ...\` to smtpd and, on one more connection from half a second before the load until the last file is in \`new/\`, \`bench/noop_latency.py --port PORT --interval 0.001\` (EHLO, then NOOPs one at a time, 1 ms apart so that the client does not take a CPU from the load; any stall longer than that is seen). A NOOP unanswered for 10 s counts as failed. Every latency: \`build/bench/noop-none.ms\`, \`noop-rewrite.ms\`."
+    res "Command: \`smtp-source -s 64 -m $m -l 1024 ...\` to smtpd and, on one more connection from just before the load (once past EHLO) until the last file is in \`new/\`, \`bench/noop_latency.py --port PORT --interval 0.001\` (EHLO, then NOOPs one at a time, 1 ms apart so that the client does not take a CPU from the load; any stall longer than that is seen). A NOOP unanswered for 10 s counts as failed. Every latency: \`build/bench/noop-none.ms\`, \`noop-rewrite.ms\`."
     res ""
 }
 
