@@ -7,6 +7,14 @@
 #   bench/run.sh                  3 runs of everything, medians reported
 #   BENCH_RUNS=5 bench/run.sh     more runs
 #   BENCH_QUICK=1 bench/run.sh    a tenth of the messages, 1 run (smoke test)
+#   BENCH_ONLY="neighbour tls" bench/run.sh
+#                                 only these sections (after the machine
+#                                 header), in the usual order; names:
+#                                 throughput neighbour ceiling sink
+#                                 held_clients curve large_message tls.
+#                                 Postfix is started only for throughput
+#                                 and neighbour (tls starts its own)
+#   NOISE_MB=8 bench/run.sh       smaller neighbours (bench/neighbour.sh)
 #
 # Results: build/bench/results.md (tables), build/bench/raw.log (every
 # run), build/bench/throughput-vs-clients.png (the curve). Work files go
@@ -24,6 +32,26 @@ if [ -n "${BENCH_QUICK:-}" ]; then
     RUNS=1
     SCALE=10
 fi
+
+# BENCH_ONLY: the sections to run (space-separated); empty or unset, all.
+SECTIONS="throughput neighbour ceiling sink held_clients curve large_message tls"
+wanted() {
+    [ -z "${BENCH_ONLY:-}" ] && return 0
+    case " $BENCH_ONLY " in *" $1 "*) return 0 ;; esac
+    return 1
+}
+
+check_only() {
+    local name
+    for name in ${BENCH_ONLY:-}; do
+        case " $SECTIONS " in
+            *" $name "*) ;;
+            *) echo "run.sh: BENCH_ONLY: no section '$name' (sections: $SECTIONS)" >&2; exit 1 ;;
+        esac
+    done
+}
+check_only
+
 WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/smtpd-bench.XXXXXX")
 chmod 755 "$WORK"     # Postfix runs as postfix and nobody in there
 PORT=${BENCH_PORT:-$((10000 + $$ % 20000))}   # below the ephemeral ports
@@ -36,6 +64,8 @@ LOADGEN_PID=
 RATE=
 ROOT=
 NOISE_PID=
+NOOP_PID=
+PY=/usr/bin/python3
 PF_DIR=$WORK/postfix
 PF_UP=
 
@@ -72,6 +102,11 @@ build_tools() {
 
 cleanup() {
     [ -n "$LOADGEN_PID" ] && kill "$LOADGEN_PID" 2>/dev/null || true
+    if [ -n "$NOOP_PID" ]; then
+        touch "$WORK/noop.stop"
+        kill "$NOOP_PID" 2>/dev/null || true
+        wait "$NOOP_PID" 2>/dev/null || true
+    fi
     [ -n "$NOISE_PID" ] && noise_stop
     smtpd_stop
     [ -n "$PF_UP" ] && "$HERE/postfix.sh" stop "$PF_DIR" || true
@@ -224,32 +259,100 @@ sink() {
 
 . "$HERE/neighbour.sh"
 
+# 1 KB at 16 and 64 sessions, smtpd and Postfix alternating, on a quiet
+# disk and next to each kind of neighbour (bench/neighbour.sh); then the
+# NOOP round trips on one more connection to smtpd during a 64-session
+# load, quiet and next to the rewrite neighbour.
 neighbour() {
-    local sessions noisy i a b sq pq m
-    res "## With and without a busy neighbour on the filesystem, 1 KB, msg/s (median of $RUNS)"
+    local sessions kind i a b sq pq m
+    res "## Sharing the disk: quiet, and next to a busy neighbour, 1 KB, msg/s (median of $RUNS)"
     res ""
-    res "| sessions | neighbour writing | smtpd | Postfix | smtpd/Postfix |"
+    res "| sessions | neighbour | smtpd | Postfix | smtpd/Postfix |"
     res "|---:|---|---:|---:|---:|"
-    for sessions in 1 16; do
-        m=$(( (sessions == 1 ? 300 : 3000) / SCALE ))
-        for noisy in no yes; do
-            [ "$noisy" = yes ] && noise_start
+    for sessions in 16 64; do
+        m=$(( (sessions == 16 ? 3000 : 5000) / SCALE ))
+        for kind in none rewrite stream; do
+            [ "$kind" = none ] || noise_start "$kind"
             sq="" pq=""
             for i in $(seq "$RUNS"); do
                 smtpd_run "$sessions" 1024 1 "$m"
                 a=$RATE
                 pf_run "$sessions" 1024 1 "$m"
                 b=$RATE
-                log "neighbour=$noisy s=$sessions run $i: smtpd $a postfix $b"
+                log "neighbour=$kind s=$sessions m=$m run $i: smtpd $a postfix $b"
                 sq="$sq $a" pq="$pq $b"
             done
-            [ "$noisy" = yes ] && noise_stop
+            [ "$kind" = none ] || noise_stop
             a=$(echo "$sq" | median) b=$(echo "$pq" | median)
-            res "| $sessions | $noisy | $a | $b | $(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.1f×", a / b }') |"
+            res "| $sessions | $kind | $a | $b | $(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.1f×", a / b }') |"
         done
     done
     res ""
-    res "The neighbour: \`dd if=/dev/zero of=FILE bs=1M count=200\` in a loop on the same filesystem, never synced by itself. Load as in the throughput table, $((300 / SCALE)) messages at 1 session and $((3000 / SCALE)) at 16."
+    res "Neighbours, on the same filesystem, never synced by themselves: *rewrite* is \`$(noise_describe rewrite)\`; *stream* is \`$(noise_describe stream)\`. Each starts a second before the first run of its rows and stops after the last. Load as in the throughput table, $((3000 / SCALE)) messages at 16 sessions and $((5000 / SCALE)) at 64."
+    res ""
+    noop_latency
+}
+
+# One connection to smtpd sending NOOPs (bench/noop_latency.py) for as
+# long as a 64-session load lasts: does the event loop stall? Sets
+# NOOP_LINE to its summary line and NOOP_HIST to its histogram line.
+NOOP_LINE=
+NOOP_HIST=
+noop_run() {
+    local kind=$1 m=$2 st=0
+    new_root
+    smtpd_start "$ROOT"
+    [ "$kind" = none ] || noise_start "$kind"
+    rm -f "$WORK/noop.stop" "$WORK/noop.ready"
+    "$PY" "$HERE/noop_latency.py" --host 127.0.0.1 --port "$PORT" \
+        --seconds 900 --stop-file "$WORK/noop.stop" --interval 0.001 \
+        --ready-file "$WORK/noop.ready" \
+        --out "$OUT/noop-$kind.ms" >"$WORK/noop.out" 2>&1 &
+    NOOP_PID=$!
+    # The load starts once the client is past EHLO (at most 10 s).
+    for _ in $(seq 200); do
+        [ -e "$WORK/noop.ready" ] && break
+        kill -0 "$NOOP_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    [ -e "$WORK/noop.ready" ] || { log "noop_latency.py not ready: $(cat "$WORK/noop.out")"; return 1; }
+    deliver "$PORT" "$ROOT" 64 1024 1 "$m"
+    touch "$WORK/noop.stop"
+    wait "$NOOP_PID" || st=$?
+    NOOP_PID=
+    [ "$kind" = none ] || noise_stop
+    smtpd_stop
+    cat "$WORK/noop.out" >>"$OUT/raw.log"
+    log "noop neighbour=$kind: smtpd $RATE msg/s, $(head -1 "$WORK/noop.out")"
+    [ "$st" -eq 0 ] || { log "noop_latency.py exited $st"; return 1; }
+    NOOP_LINE=$(grep '^noops=' "$WORK/noop.out")
+    NOOP_HIST=$(sed -n 's/^histogram_ms //p' "$WORK/noop.out")
+}
+
+noop_latency() {
+    local kind m=$((5000 / SCALE)) line rows="" hists="" f
+    res "## Event loop stalls: NOOP round trips during a 64-session 1 KB load on smtpd (one run each)"
+    res ""
+    res "| neighbour | smtpd msg/s | NOOPs | failed | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |"
+    res "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for kind in none rewrite; do
+        noop_run "$kind" "$m"
+        line="| $kind | $RATE"
+        for f in noops failures p50 p90 p99 p99.9 max; do
+            line="$line | $(echo "$NOOP_LINE" | tr ' ' '\n' | awk -F= -v k="$f" '$1 == k { print $2 }')"
+        done
+        rows="$rows$line |"$'\n'
+        hists="$hists| $kind | $(echo "$NOOP_HIST" | tr ' ' '\n' | cut -d: -f2 | paste -sd'|' | sed 's/|/ | /g') |"$'\n'
+    done
+    printf '%s' "$rows" | tee -a "$OUT/results.md"
+    res ""
+    res "NOOPs per latency bucket:"
+    res ""
+    res "| neighbour | <1 ms | <2 | <5 | <10 | <20 | <50 | <100 | <200 | ≥200 |"
+    res "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    printf '%s' "$hists" | tee -a "$OUT/results.md"
+    res ""
+    res "Command: \`smtp-source -s 64 -m $m -l 1024 ...\` to smtpd and, on one more connection from just before the load (once past EHLO) until the last file is in \`new/\`, \`bench/noop_latency.py --port PORT --interval 0.001\` (EHLO, then NOOPs one at a time, 1 ms apart so that the client does not take a CPU from the load; any stall longer than that is seen). A NOOP unanswered for 10 s counts as failed. Every latency: \`build/bench/noop-none.ms\`, \`noop-rewrite.ms\`."
     res ""
 }
 
@@ -415,18 +518,20 @@ main() {
     install_tools
     build_tools
     machine
-    "$HERE/postfix.sh" start "$PF_DIR" "$PF_PORT" localhost $BOXES
-    PF_UP=1
-    throughput
-    neighbour
-    "$HERE/postfix.sh" stop "$PF_DIR"
-    PF_UP=
-    ceiling
-    sink
-    held_clients
-    curve
-    large_message
-    tls_side_by_side
+    if wanted throughput || wanted neighbour; then
+        "$HERE/postfix.sh" start "$PF_DIR" "$PF_PORT" localhost $BOXES
+        PF_UP=1
+        if wanted throughput; then throughput; fi
+        if wanted neighbour; then neighbour; fi
+        "$HERE/postfix.sh" stop "$PF_DIR"
+        PF_UP=
+    fi
+    if wanted ceiling; then ceiling; fi
+    if wanted sink; then sink; fi
+    if wanted held_clients; then held_clients; fi
+    if wanted curve; then curve; fi
+    if wanted large_message; then large_message; fi
+    if wanted tls; then tls_side_by_side; fi
     res "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
     log "results in $OUT/results.md"
 }
