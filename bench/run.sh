@@ -96,6 +96,7 @@ install_tools() {
 build_tools() {
     cc -std=c11 -O2 -D_GNU_SOURCE "$HERE/loadgen.c" -o "$OUT/loadgen"
     cc -O2 -D_GNU_SOURCE -pthread "$HERE/fsync_ceiling.c" -o "$OUT/fsync_ceiling"
+    cc -O2 -D_GNU_SOURCE -pthread "$HERE/batch_flush.c" -o "$OUT/batch_flush"
 }
 
 # ---- processes --------------------------------------------------------
@@ -290,7 +291,30 @@ neighbour() {
     res ""
     res "Neighbours, on the same filesystem, never synced by themselves: *rewrite* is \`$(noise_describe rewrite)\`; *stream* is \`$(noise_describe stream)\`. Each starts a second before the first run of its rows and stops after the last. Load as in the throughput table, $((3000 / SCALE)) messages at 16 sessions and $((5000 / SCALE)) at 64."
     res ""
+    batch_ways
     noop_latency
+}
+
+# What one committer batch of 16 files costs each way, quiet and next to
+# the rewrite neighbour (bench/batch_flush.c): the disk under the server.
+batch_ways() {
+    local dev kind
+    dev=$(lsblk -no PKNAME "$(df --output=source "$WORK" | tail -1)" 2>/dev/null | head -1)
+    [ -n "$dev" ] || dev=$(basename "$(df --output=source "$WORK" | tail -1)")
+    res "## One batch of 16 files of 1 KB to 4 mailboxes, each way of making it durable"
+    res ""
+    for kind in none rewrite; do
+        [ "$kind" = none ] || noise_start "$kind"
+        res "Neighbour: $kind"
+        res ""
+        res '```'
+        "$OUT/batch_flush" "$WORK" $((2000 / SCALE)) 16 4 "$dev" | tee -a "$OUT/results.md"
+        res '```'
+        res ""
+        [ "$kind" = none ] || noise_stop
+    done
+    res "Command: \`build/bench/batch_flush DIR $((2000 / SCALE)) 16 4 $dev\` (flushes: requests completed by /sys/block/$dev, all programs' together)."
+    res ""
 }
 
 # One connection to smtpd sending NOOPs (bench/noop_latency.py) for as
