@@ -7,7 +7,7 @@ runs the messages through a filter (-t cat).  The whole test runs twice:
 on a quiet disk, and with a neighbour rewriting a 64 MiB file on the same
 filesystem the whole time, which keeps the kernel's unwritten data above
 the committer's threshold so that its batches go file by file
-(docs/design.md, "The write path").
+(docs/design.md, "Durability").
 
 Each message carries a unique token as its last line, so a file can be
 matched to the 250 it earned and checked for being whole: its size is the
