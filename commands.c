@@ -288,8 +288,7 @@ static void cmd_rcpt(struct session *s, const struct smtp_command *cmd)
 static void cmd_data(struct session *s, const struct smtp_command *cmd)
 {
     (void)cmd;
-    if (delivery_begin(s) == 0)
-        session_reply(s, R_DATA_GO);
+    delivery_begin(s);
 }
 
 /* ---- the rest --------------------------------------------------------- */

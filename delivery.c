@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "session.h"
+#include "spool.h"
 #include "stats.h"
 #include "transform.h"
 
@@ -47,28 +48,50 @@ static int delivery_trace_headers(struct session *s)
     return maildir_msg_write(&s->msg, head, (size_t)n);
 }
 
-int delivery_begin(struct session *s)
+/* The spool file exists (spool.c made it off the loop thread): trace
+ * headers, then 354. A failure answers DATA and keeps the transaction. */
+static void delivery_opened(void *data, struct maildir_msg *msg, int error)
 {
-    if (maildir_msg_open(&s->msg, session_env.cfg->root, s->boxes[0]) < 0
-        || delivery_trace_headers(s) < 0) {
-        int err = errno;
+    struct session *s = data;
+    s->opening = NULL;
+    s->msg = *msg;
+    msg->fd = -1;
+    msg->tmp_path = NULL;
+    if (error || delivery_trace_headers(s) < 0) {
+        int err = error ? error : errno;
         log_error("%s:%u cannot create spool file in %s: %s", s->ip, s->port,
                   s->boxes[0], strerror(err));
         maildir_msg_abort(&s->msg);
+        session_set_state(s, ST_RCPT);
         session_reply(s, delivery_error_reply(err));
-        return -1;
-    }
-    if (session_use_big_input(s) < 0) {
+    } else if (session_use_big_input(s) < 0) {
         maildir_msg_abort(&s->msg);
+        session_set_state(s, ST_RCPT);
         session_reply(s, R_LOCAL_ERROR);
-        return -1;
+    } else {
+        data_parser_init(&s->data);
+        s->body_size = 0;
+        s->too_big = false;
+        s->write_errno = 0;
+        session_set_state(s, ST_DATA);
+        session_reply(s, R_DATA_GO);
     }
-    data_parser_init(&s->data);
-    s->body_size = 0;
-    s->too_big = false;
-    s->write_errno = 0;
-    session_set_state(s, ST_DATA);
-    return 0;
+    session_resume(s);
+}
+
+/* Nothing more is read from the client until the file exists: a client
+ * sends the body only after 354 (RFC 5321 3.3, RFC 2920 3.1). */
+void delivery_begin(struct session *s)
+{
+    s->opening = spool_open_start(session_env.cfg->root, s->boxes[0],
+                                  delivery_opened, s);
+    if (s->opening == NULL) {
+        log_error("%s:%u cannot create spool file in %s: %s", s->ip, s->port,
+                  s->boxes[0], strerror(errno));
+        session_reply(s, R_LOCAL_ERROR);
+        return;
+    }
+    session_set_state(s, ST_WAIT);
 }
 
 /* Body bytes: to the spool, until the size limit or a write error; after
@@ -285,6 +308,8 @@ void delivery_end(struct session *s)
 
 void delivery_abandon(struct session *s)
 {
+    spool_open_cancel(s->opening);      /* its file is removed when made */
+    s->opening = NULL;
     if (s->job)
         s->job->data = NULL;    /* the committer finishes it alone */
     s->job = NULL;

@@ -303,3 +303,34 @@ def test_fds_and_memory_return_to_baseline(server):
               "holds freed memory on purpose)" % SESSIONS)
     else:
         assert rss1 <= rss0 + 2048, (rss0, rss1)
+
+
+def test_clients_leaving_at_data_leave_no_file_and_no_descriptor(server):
+    """The spool file is created off the event loop after DATA, and 354
+    comes once it exists. Clients that send DATA and leave at once (before
+    or as the 354 arrives, some with a reset) must leave no file in tmp/
+    and no descriptor open; the server still delivers after them."""
+    fds0 = settled_fd_count(server.pid)
+    for i in range(60):
+        c = Client(server.port)
+        c.greet()
+        assert c.cmd("MAIL FROM:<a@b.test>").startswith("250")
+        assert c.cmd("RCPT TO:<postmaster@localhost>").startswith("250")
+        c.send("DATA\r\n")
+        if i % 3 == 1:
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                              b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        if i % 3 == 2:
+            assert c.reply_line().startswith("354")
+        c.close()
+    tmp = server.root / "postmaster" / "tmp"
+    assert wait_until(lambda: not any(tmp.iterdir()), 10), list(tmp.iterdir())
+    assert wait_until(lambda: fd_count(server.pid) == fds0, 10), \
+        (fd_count(server.pid), fds0)
+    assert server.new_files("postmaster") == []
+    c = Client(server.port)
+    c.greet()
+    queue_id(send_mail(c, "a@b.test", ["postmaster@localhost"],
+                       b"Subject: after\r\n\r\nstill here\r\n"))
+    c.close()
+    assert len(server.new_files("postmaster")) == 1

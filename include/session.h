@@ -35,12 +35,14 @@ enum session_state {
     ST_RCPT      = 1 << 3,   /* at least one RCPT accepted */
     ST_DATA      = 1 << 4,   /* reading the message body */
     ST_AUTH      = 1 << 5,   /* reading a SASL response line */
-    ST_WAIT      = 1 << 6,   /* message handed to transform/committer */
+    ST_WAIT      = 1 << 6,   /* spool file being made, or message with the filter/committer */
     ST_PROXY     = 1 << 7,   /* a --proxy-from peer: no greeting before its
                                 PROXY header (proxy.h) */
 };
 
 enum auth_step { AUTH_NONE, AUTH_PLAIN_WAIT, AUTH_LOGIN_USER, AUTH_LOGIN_PASS };
+
+struct spool_open;
 
 struct session_env {
     const struct config *cfg;
@@ -85,6 +87,7 @@ struct session {
     char **boxes;                       /* mailbox (lowercase local-part) of each */
     size_t nrcpts, rcpt_cap;
     struct data_parser data;
+    struct spool_open *opening;         /* spool file being created (spool.c) */
     struct maildir_msg msg;             /* spool file while in DATA */
     uint64_t body_size;                 /* body bytes after unstuffing */
     bool too_big;                       /* over -z: read and thrown away */
@@ -135,7 +138,7 @@ void commands_dispatch(struct session *s, char *line, size_t len);
 void commands_auth_line(struct session *s, char *line, size_t len);
 
 /* delivery.c */
-int delivery_begin(struct session *s);      /* at DATA: 0 or -1 (replied) */
+void delivery_begin(struct session *s);     /* at DATA: 354 or an error follows */
 void delivery_body(struct session *s, const uint8_t *p, size_t n);
 void delivery_end(struct session *s);       /* after <CRLF>.<CRLF> */
 void delivery_abandon(struct session *s);   /* the client left */

@@ -1,0 +1,95 @@
+/*
+ * spool.c - spool files created on a worker thread (include/spool.h).
+ * One thread is enough: a create is short next to a message's transfer,
+ * and one thread keeps the order of the opens in a mailbox's tmp/.
+ */
+#include "spool.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "selector.h"
+#include "worker.h"
+
+struct spool_open {
+    struct worker_job job;          /* first: the worker's link */
+    const char *root;
+    char *box;
+    struct maildir_msg msg;
+    int error;
+    spool_done_fn done;             /* NULL once cancelled */
+    void *data;
+};
+
+static struct worker *spool_worker;
+
+/* On the worker thread. */
+static void spool_run(struct worker_job *job)
+{
+    struct spool_open *op = (struct spool_open *)job;
+    op->error = maildir_msg_open(&op->msg, op->root, op->box) < 0 ? errno : 0;
+}
+
+/* Back on the loop thread. */
+static void spool_opened(struct worker_job *job)
+{
+    struct spool_open *op = (struct spool_open *)job;
+    if (op->done)
+        op->done(op->data, &op->msg, op->error);
+    maildir_msg_abort(&op->msg);    /* cancelled, failed, or not moved out */
+    free(op->box);
+    free(op);
+}
+
+static void spool_on_worker(struct selector_key *key)
+{
+    worker_collect(key->data);
+}
+
+static const struct fd_handler spool_handler = {
+    .on_read = spool_on_worker,
+};
+
+int spool_init(struct selector *sel)
+{
+    spool_worker = worker_new(1);
+    if (spool_worker == NULL)
+        return -1;
+    return selector_register(sel, worker_fd(spool_worker), &spool_handler,
+                             OP_READ, spool_worker);
+}
+
+void spool_shutdown(struct selector *sel)
+{
+    if (spool_worker == NULL)
+        return;
+    selector_unregister(sel, worker_fd(spool_worker));
+    worker_free(spool_worker);
+    spool_worker = NULL;
+}
+
+struct spool_open *spool_open_start(const char *root, const char *box,
+                                    spool_done_fn done, void *data)
+{
+    struct spool_open *op = calloc(1, sizeof(*op));
+    if (op == NULL || (op->box = strdup(box)) == NULL) {
+        free(op);
+        errno = ENOMEM;
+        return NULL;
+    }
+    op->root = root;
+    op->msg.fd = -1;
+    op->done = done;
+    op->data = data;
+    op->job.run = spool_run;
+    op->job.done = spool_opened;
+    worker_submit(spool_worker, &op->job);
+    return op;
+}
+
+void spool_open_cancel(struct spool_open *op)
+{
+    if (op)
+        op->done = NULL;
+}
