@@ -151,15 +151,22 @@ static int shim_path_inside(const char *path)
            && (path[shim.root_len] == '/' || path[shim.root_len] == '\0');
 }
 
+/* The path fd was opened with (from /proc); -1 if unknown. */
+static int shim_fd_path(int fd, char *path, size_t len)
+{
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, len - 1);
+    if (n < 0)
+        return -1;
+    path[n] = '\0';
+    return 0;
+}
+
 static int shim_fd_inside(int fd)
 {
-    char link[64], path[PATH_MAX];
-    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(link, path, sizeof path - 1);
-    if (n < 0)
-        return 0;
-    path[n] = '\0';
-    return shim_path_inside(path);
+    char path[PATH_MAX];
+    return shim_fd_path(fd, path, sizeof path) == 0 && shim_path_inside(path);
 }
 
 /* Which kind of file fd is: 'f' regular, 'd' directory, 0 other/error. */
@@ -255,16 +262,11 @@ static int shim_sync_faulted(int fd)
     char kind = shim_fd_kind(fd);
     if (!((kind == 'f' && shim.fsync_file) || (kind == 'd' && shim.fsync_dir)))
         return 0;
-    if (shim.fsync_match && *shim.fsync_match) {
-        char link[64], path[PATH_MAX];
-        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-        ssize_t n = readlink(link, path, sizeof path - 1);
-        if (n < 0)
-            return 0;
-        path[n] = '\0';
-        if (strstr(path, shim.fsync_match) == NULL)
-            return 0;
-    }
+    char path[PATH_MAX];
+    if (shim.fsync_match && *shim.fsync_match
+        && (shim_fd_path(fd, path, sizeof path) < 0
+            || strstr(path, shim.fsync_match) == NULL))
+        return 0;
     return !shim.fsync_once || atomic_fetch_add(&shim_fsyncs_failed, 1) == 0;
 }
 
