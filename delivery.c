@@ -83,7 +83,7 @@ static void delivery_opened(void *data, struct maildir_msg *msg, int error)
  * sends the body only after 354 (RFC 5321 3.3, RFC 2920 3.1). */
 void delivery_begin(struct session *s)
 {
-    s->opening = spool_open_start(session_env.cfg->root, s->boxes[0],
+    s->opening = spool_open_start(session_env.cfg->root, s->boxes[0], NULL,
                                   delivery_opened, s);
     if (s->opening == NULL) {
         log_error("%s:%u cannot create spool file in %s: %s", s->ip, s->port,
@@ -262,12 +262,10 @@ static void delivery_filtered(void *data, bool ok, const char *reason)
     session_resume(s);
 }
 
-/* 0 when the filter runs (its callback finishes the message), else -1. */
-static int delivery_filter(struct session *s)
+/* 0 when the filter runs on s->filtered (its callback finishes the
+ * message), else -1 with errno. */
+static int delivery_filter_start(struct session *s)
 {
-    if (maildir_msg_open_copy(&s->filtered, &s->msg, session_env.cfg->root,
-                              s->boxes[0]) < 0)
-        return -1;
     char *list = delivery_recipient_list(s);
     struct transform_job job = {
         .in_fd = s->msg.fd, .out_fd = s->filtered.fd, .id = s->msg.id,
@@ -277,12 +275,43 @@ static int delivery_filter(struct session *s)
         s->transform = transform_start(session_env.sel, &job,
                                        delivery_filtered, s);
     free(list);
-    if (s->transform == NULL) {
-        maildir_msg_abort(&s->filtered);
-        return -1;
-    }
-    session_set_state(s, ST_WAIT);
-    return 0;
+    return s->transform ? 0 : -1;
+}
+
+static void delivery_filter_failed(struct session *s, int err)
+{
+    stats.transform_failures++;
+    log_error("%s:%u cannot start the filter: %s", s->ip, s->port,
+              strerror(err));
+    maildir_msg_abort(&s->filtered);
+    maildir_msg_abort(&s->msg);
+    delivery_finish(s, R_LOCAL_ERROR, NULL);
+}
+
+/* The filter's output file exists (spool.c made it off the loop). */
+static void delivery_filter_opened(void *data, struct maildir_msg *msg,
+                                   int error)
+{
+    struct session *s = data;
+    s->opening = NULL;
+    s->filtered = *msg;
+    msg->fd = -1;
+    msg->tmp_path = NULL;
+    if (error || delivery_filter_start(s) < 0)
+        delivery_filter_failed(s, error ? error : errno);
+    session_resume(s);
+}
+
+/* The filter's output goes to a copy sharing the message's queue ID, in
+ * the same tmp/, made off the loop like the message's own file. */
+static void delivery_filter(struct session *s)
+{
+    s->opening = spool_open_start(session_env.cfg->root, s->boxes[0],
+                                  &s->msg, delivery_filter_opened, s);
+    if (s->opening == NULL)
+        delivery_filter_failed(s, errno);
+    else
+        session_set_state(s, ST_WAIT);
 }
 
 void delivery_end(struct session *s)
@@ -294,13 +323,7 @@ void delivery_end(struct session *s)
     } else if (s->write_errno) {
         delivery_finish(s, delivery_error_reply(s->write_errno), NULL);
     } else if (transform_enabled()) {
-        if (delivery_filter(s) < 0) {
-            stats.transform_failures++;
-            log_error("%s:%u cannot start the filter: %s", s->ip, s->port,
-                      strerror(errno));
-            maildir_msg_abort(&s->msg);
-            delivery_finish(s, R_LOCAL_ERROR, NULL);
-        }
+        delivery_filter(s);
     } else {
         delivery_commit(s, &s->msg);
     }

@@ -16,6 +16,8 @@ struct spool_open {
     struct worker_job job;          /* first: the worker's link */
     const char *root;
     char *box;
+    int copy;                       /* a copy sharing like's queue ID */
+    struct maildir_msg like;        /* its sec and id only */
     struct maildir_msg msg;
     int error;
     spool_done_fn done;             /* NULL once cancelled */
@@ -28,7 +30,10 @@ static struct worker *spool_worker;
 static void spool_run(struct worker_job *job)
 {
     struct spool_open *op = (struct spool_open *)job;
-    op->error = maildir_msg_open(&op->msg, op->root, op->box) < 0 ? errno : 0;
+    int rc = op->copy ? maildir_msg_open_copy(&op->msg, &op->like, op->root,
+                                              op->box)
+                      : maildir_msg_open(&op->msg, op->root, op->box);
+    op->error = rc < 0 ? errno : 0;
 }
 
 /* Back on the loop thread. */
@@ -70,6 +75,7 @@ void spool_shutdown(struct selector *sel)
 }
 
 struct spool_open *spool_open_start(const char *root, const char *box,
+                                    const struct maildir_msg *like,
                                     spool_done_fn done, void *data)
 {
     struct spool_open *op = calloc(1, sizeof(*op));
@@ -79,6 +85,12 @@ struct spool_open *spool_open_start(const char *root, const char *box,
         return NULL;
     }
     op->root = root;
+    if (like) {
+        op->copy = 1;
+        op->like.sec = like->sec;
+        memcpy(op->like.id, like->id, sizeof op->like.id);
+    }
+    op->like.fd = -1;
     op->msg.fd = -1;
     op->done = done;
     op->data = data;

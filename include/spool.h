@@ -25,9 +25,12 @@ int spool_init(struct selector *sel);
  * stops the worker. */
 void spool_shutdown(struct selector *sel);
 
-/* Creates a spool file in root/box/tmp/ (maildir_msg_open) on the worker.
- * root must outlive the call. NULL with errno if it cannot be queued. */
+/* Creates a spool file in root/box/tmp/ on the worker: a new message's
+ * (maildir_msg_open) when like is NULL, else a copy sharing like's queue
+ * ID (maildir_msg_open_copy; like is read now, not later). root must
+ * outlive the call. NULL with errno if it cannot be queued. */
 struct spool_open *spool_open_start(const char *root, const char *box,
+                                    const struct maildir_msg *like,
                                     spool_done_fn done, void *data);
 
 /* The caller goes away: done() will not run, and the file, once created,
