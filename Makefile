@@ -41,7 +41,7 @@ ifneq ($(TLS),0)
 SERVER_SRC += tls.c
 endif
 SERVER_OBJ = $(SERVER_SRC:%.c=$(BUILD)/%.o)
-MANAGER_OBJ = $(BUILD)/manager.o
+MANAGER_OBJ = $(BUILD)/manager.o $(BUILD)/manager_args.o
 UNIT_TESTS = $(patsubst tests/%.c,%,$(wildcard tests/unit_*.c))
 # objects a unit test may link: everything but main()
 LIB_OBJ    = $(filter-out $(BUILD)/smtpd.o,$(SERVER_OBJ))
