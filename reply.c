@@ -1,11 +1,17 @@
 /*
- * reply.c - the reply table: what the server says, and with which codes.
- * Handlers name a row (session_reply(s, R_NEED_MAIL)); nothing else in the
- * program writes a reply code.
+ * reply.c - the reply table: what the server says, and with which codes,
+ * and session_reply(), which formats a row into a session's output buffer
+ * and counts errors in a row. Handlers name a row (session_reply(s,
+ * R_NEED_MAIL)); nothing else in the program writes a reply code.
  */
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <string.h>
 
+#include "log.h"
 #include "reply.h"
+#include "session.h"
 
 const struct reply replies[R_COUNT] = {
     [R_GREETING]         = { 220, NULL,    "%s ESMTP" },
@@ -57,3 +63,58 @@ const struct reply replies[R_COUNT] = {
     [R_VRFY_AMBIGUOUS]   = { 553, "5.1.4", "Ambiguous; candidates:" },
     [R_BAD_PARAM]        = { 555, "5.5.4", "Unsupported parameter" },
 };
+
+/* ---- replies ---------------------------------------------------------- */
+
+static void session_out(struct session *s, const char *p, size_t n)
+{
+    /* The input side stops while less than SESSION_REPLY_MAX is free, so
+     * a reply always fits; if one does not, the invariant is broken. */
+    if (buffer_append(&s->out, p, n) < 0) {
+        log_error("%s:%u reply buffer overflow, closing", s->ip, s->port);
+        s->closing = true;
+    }
+}
+
+void session_reply_raw(struct session *s, const char *text, size_t len)
+{
+    session_out(s, text, len);
+}
+
+/* Counts erroneous replies in a row; the 10th becomes 421 4.7.0. */
+static enum reply_id session_count_error(struct session *s, enum reply_id id)
+{
+    int code = replies[id].code;
+    if (code < 400 || code == 421) {
+        if (code < 300)
+            s->errors = 0;
+        return id;
+    }
+    if (++s->errors >= SESSION_MAX_ERRORS)
+        return R_TOO_MANY_ERRORS;
+    return id;
+}
+
+void session_reply(struct session *s, enum reply_id id, ...)
+{
+    id = session_count_error(s, id);
+    const struct reply *r = &replies[id];
+    char line[SESSION_REPLY_MAX];
+    int n = snprintf(line, sizeof(line), "%d ", r->code);
+    if (r->esc)
+        n += snprintf(line + n, sizeof(line) - (size_t)n, "%s ", r->esc);
+    va_list ap;
+    va_start(ap, id);
+    if (r->code == 421)     /* every 421 text starts with the domain */
+        n += snprintf(line + n, sizeof(line) - (size_t)n, r->text,
+                      session_env.cfg->domain);
+    else
+        n += vsnprintf(line + n, sizeof(line) - (size_t)n, r->text, ap);
+    va_end(ap);
+    if (n > (int)sizeof(line) - 3)
+        n = (int)sizeof(line) - 3;
+    memcpy(line + n, "\r\n", 2);
+    session_out(s, line, (size_t)n + 2);
+    if (r->code == 421 || r->code == 221)
+        session_close_after_flush(s);
+}

@@ -51,61 +51,6 @@ size_t session_count(void)
     return nsessions;
 }
 
-/* ---- replies ---------------------------------------------------------- */
-
-static void session_out(struct session *s, const char *p, size_t n)
-{
-    /* The input side stops while less than SESSION_REPLY_MAX is free, so
-     * a reply always fits; if one does not, the invariant is broken. */
-    if (buffer_append(&s->out, p, n) < 0) {
-        log_error("%s:%u reply buffer overflow, closing", s->ip, s->port);
-        s->closing = true;
-    }
-}
-
-void session_reply_raw(struct session *s, const char *text, size_t len)
-{
-    session_out(s, text, len);
-}
-
-/* Counts erroneous replies in a row; the 10th becomes 421 4.7.0. */
-static enum reply_id session_count_error(struct session *s, enum reply_id id)
-{
-    int code = replies[id].code;
-    if (code < 400 || code == 421) {
-        if (code < 300)
-            s->errors = 0;
-        return id;
-    }
-    if (++s->errors >= SESSION_MAX_ERRORS)
-        return R_TOO_MANY_ERRORS;
-    return id;
-}
-
-void session_reply(struct session *s, enum reply_id id, ...)
-{
-    id = session_count_error(s, id);
-    const struct reply *r = &replies[id];
-    char line[SESSION_REPLY_MAX];
-    int n = snprintf(line, sizeof(line), "%d ", r->code);
-    if (r->esc)
-        n += snprintf(line + n, sizeof(line) - (size_t)n, "%s ", r->esc);
-    va_list ap;
-    va_start(ap, id);
-    if (r->code == 421)     /* every 421 text starts with the domain */
-        n += snprintf(line + n, sizeof(line) - (size_t)n, r->text,
-                      session_env.cfg->domain);
-    else
-        n += vsnprintf(line + n, sizeof(line) - (size_t)n, r->text, ap);
-    va_end(ap);
-    if (n > (int)sizeof(line) - 3)
-        n = (int)sizeof(line) - 3;
-    memcpy(line + n, "\r\n", 2);
-    session_out(s, line, (size_t)n + 2);
-    if (r->code == 421 || r->code == 221)
-        session_close_after_flush(s);
-}
-
 /* ---- state ------------------------------------------------------------ */
 
 static const char *session_state_name(enum session_state st)
