@@ -55,15 +55,7 @@ stop_all() {
 cleanup() { stop_all; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-wait_port() {
-    local i
-    for i in $(seq 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    log "nothing listens on port $1"
-    return 1
-}
+. "$HERE/common.sh"
 
 # waits for the smtp-source jobs, not for the servers (in PIDS)
 wait_sources() {

@@ -30,20 +30,10 @@ cleanup() {
 trap cleanup EXIT
 
 . "$HERE/neighbour.sh"
+. "$HERE/common.sh"
 
 smtpd_start() {
-    local root=$WORK/mail.$1
-    mkdir -p "$root/u/tmp" "$root/u/new" "$root/u/cur"
-    "$SMTPD" -s "$PORT" -p $((PORT + 1)) -a 127.0.0.1 -m 127.0.0.1 \
-        -f "$root" -L warning -c 20000 -l "$WORK/smtpd.log" &
-    SMTPD_PID=$!
-    sleep 0.5
-}
-
-smtpd_stop() {
-    kill "$SMTPD_PID"
-    wait "$SMTPD_PID" 2>/dev/null || true
-    SMTPD_PID=
+    smtpd_launch "$WORK/mail.$1" u $((PORT + 1)) -l "$WORK/smtpd.log"
 }
 
 load() {

@@ -114,15 +114,7 @@ cleanup() {
     rm -rf "$WORK"
 }
 
-wait_port() {
-    local i
-    for i in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    log "nothing listens on port $1"
-    return 1
-}
+. "$HERE/common.sh"
 
 # A fresh mailbox root with every box of BOXES, then smtpd on it. Old
 # roots stay until the end: deleting thousands of files just before a run
@@ -135,19 +127,8 @@ new_root() {
 }
 
 smtpd_start() {
-    local root=$1 b
-    for b in $BOXES; do mkdir -p "$root/$b/tmp" "$root/$b/new" "$root/$b/cur"; done
-    "$SMTPD" -s "$PORT" -p "$MON_PORT" -a 127.0.0.1 -m 127.0.0.1 -f "$root" \
-        -L warning -l "$WORK/smtpd.log" -c 20000 -z 209715200 -T 900 &
-    SMTPD_PID=$!
-    wait_port "$PORT"
-}
-
-smtpd_stop() {
-    [ -n "$SMTPD_PID" ] || return 0
-    kill "$SMTPD_PID" 2>/dev/null || true
-    wait "$SMTPD_PID" 2>/dev/null || true
-    SMTPD_PID=
+    smtpd_launch "$1" "$BOXES" "$MON_PORT" -l "$WORK/smtpd.log" \
+        -z 209715200 -T 900
 }
 
 rss_kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }

@@ -63,19 +63,12 @@ run() {
         'BEGIN { printf "%.0f\n", (n - b) / (z - a) }'
 }
 
-smtpd_start() {
-    local root=$WORK/smtpd.$1
-    mkdir -p "$root/u/tmp" "$root/u/new" "$root/u/cur"
-    "$TOP/smtpd" -s "$PORT" -p $((PORT + 1)) -a 127.0.0.1 -m 127.0.0.1 \
-        -f "$root" -L warning -c 20000 --tls-cert "$CERT" --tls-key "$KEY" &
-    SMTPD_PID=$!
-    sleep 0.5
-}
+. "$HERE/common.sh"
+SMTPD=$TOP/smtpd
 
-smtpd_stop() {
-    kill "$SMTPD_PID"
-    wait "$SMTPD_PID" 2>/dev/null || true
-    SMTPD_PID=
+smtpd_start() {
+    smtpd_launch "$WORK/smtpd.$1" u $((PORT + 1)) \
+        --tls-cert "$CERT" --tls-key "$KEY"
 }
 
 mkdir -p "$WORK/pf"

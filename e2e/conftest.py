@@ -37,6 +37,30 @@ def free_port(kind=socket.SOCK_STREAM):
     raise RuntimeError("no free port")
 
 
+def wait_for_greeting(port, proc, output, what, hello=b""):
+    """Waits up to 10 s until 127.0.0.1:port answers 220 (after hello, if
+    given), then says QUIT; raises with output() if proc exits first or
+    nothing answers."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("%s exited with %s: %s" % (
+                what, proc.returncode, output()))
+        try:
+            with socket.create_connection(("127.0.0.1", port),
+                                          timeout=1) as s:
+                s.settimeout(5)
+                if hello:
+                    s.sendall(hello)
+                if s.recv(512).startswith(b"220"):
+                    s.sendall(b"QUIT\r\n")
+                    s.recv(512)
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("%s did not start: %s" % (what, output()))
+
+
 class Server:
     """One running smtpd.  args: extra flags; the fixture adds the ports,
     -f ROOT, -a 127.0.0.1 -a ::1 (unless given) and -l LOG."""
@@ -64,26 +88,11 @@ class Server:
         self._wait_ready()
 
     def _wait_ready(self):
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("smtpd exited with %s: %s" % (
-                    self.proc.returncode, self.stderr_text()))
-            try:
-                with socket.create_connection(("127.0.0.1", self.port),
-                                              timeout=1) as s:
-                    s.settimeout(5)
-                    if "--proxy-from" in self.cmd:
-                        # a listed peer must speak first; for others
-                        # it is one unknown command
-                        s.sendall(b"PROXY UNKNOWN\r\n")
-                    if s.recv(512).startswith(b"220"):
-                        s.sendall(b"QUIT\r\n")
-                        s.recv(512)
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("smtpd did not start: " + self.stderr_text())
+        # a listed PROXY peer must speak first; for others it is one
+        # unknown command
+        hello = b"PROXY UNKNOWN\r\n" if "--proxy-from" in self.cmd else b""
+        wait_for_greeting(self.port, self.proc, self.stderr_text,
+                          "smtpd", hello)
 
     def stderr_text(self):
         if not self._stderr.closed:

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import free_port, parse_trace
+from conftest import free_port, parse_trace, wait_for_greeting
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -58,19 +58,7 @@ class Balancer:
             raise
 
     def _wait_ready(self):
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.output()
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), 1) as s:
-                    s.settimeout(5)
-                    if s.recv(512).startswith(b"220"):
-                        s.sendall(b"QUIT\r\n")
-                        s.recv(512)
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("haproxy did not start: " + self.output())
+        wait_for_greeting(self.port, self.proc, self.output, "haproxy")
 
     def output(self):
         if not self._out.closed:
