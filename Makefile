@@ -3,6 +3,8 @@
 #   make SELECTOR=select     build with the select() backend (default epoll)
 #   make TLS=0               build without OpenSSL: no STARTTLS, no --smtps-port
 #                            (its objects go to build/<selector>-notls)
+#   make check               unit tests + e2e suite on the default build,
+#                            without the tests marked slow: the quick loop
 #   make test                unit tests + e2e suite on epoll with TLS, select
 #                            without TLS and an ASan+UBSan build with TLS
 #   make fuzz                run the libFuzzer harnesses for a while
@@ -48,7 +50,7 @@ LIB_OBJ    = $(filter-out $(BUILD)/smtpd.o,$(SERVER_OBJ))
 
 .SECONDARY:
 
-.PHONY: all run test unit e2e e2e-epoll e2e-select e2e-asan test-deps \
+.PHONY: all run test check unit e2e e2e-epoll e2e-select e2e-asan test-deps \
         clean fuzz bench install
 
 all: smtpd manager
@@ -109,7 +111,12 @@ test-deps:
 unit: $(addprefix $(BUILD)/tests/,$(UNIT_TESTS))
 	@for t in $^; do echo "== $$t"; ./$$t || exit 1; done
 
-E2E = $(PYTHON) -m pytest -q -p no:cacheprovider e2e
+# The suite runs in E2E_JOBS processes (python3-pytest-xdist): every test
+# has its own ports and directories, and most of their time is waiting.
+# -rs prints why each skipped test skipped.
+E2E_JOBS ?= 4
+E2E_ARGS ?=
+E2E = $(PYTHON) -m pytest -q -p no:cacheprovider -rs -n $(E2E_JOBS) $(E2E_ARGS) e2e
 
 # epoll and ASan with TLS (unless make TLS=0 test), select always without:
 # both builds are tested; the TLS tests skip on the one without, saying so.
@@ -135,6 +142,11 @@ e2e-asan:
 
 test: test-deps all unit e2e-epoll e2e-select e2e-asan
 	@echo "make test: all suites passed"
+
+# The quick loop while working: one build, the slow tests left out.
+check: test-deps all unit
+	$(MAKE) e2e-epoll E2E_ARGS='-m "not slow"'
+	@echo "make check: unit tests and the quick e2e suite passed"
 
 # ---- benchmarks (not part of test; docs/benchmarks.md) -----------------
 bench: all $(if $(filter 0,$(TLS)),,build/bench/tlsload $(DEMO_TLS)/cert.pem)

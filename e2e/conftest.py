@@ -23,14 +23,16 @@ SANITIZER_EXITS = (86, 87)
 
 
 def free_port(kind=socket.SOCK_STREAM):
-    """A port free on 127.0.0.1 and ::1 right now (both, for -a defaults)."""
+    """A port free on every IPv4 and IPv6 address right now: the loopback
+    defaults of -a, and the wildcard that some tests listen on."""
     for _ in range(50):
         with socket.socket(socket.AF_INET, kind) as s4:
-            s4.bind(("127.0.0.1", 0))
+            s4.bind(("0.0.0.0", 0))
             port = s4.getsockname()[1]
             try:
                 with socket.socket(socket.AF_INET6, kind) as s6:
-                    s6.bind(("::1", port))
+                    s6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                    s6.bind(("::", port))
             except OSError:
                 continue
             return port
@@ -91,8 +93,14 @@ class Server:
         # a listed PROXY peer must speak first; for others it is one
         # unknown command
         hello = b"PROXY UNKNOWN\r\n" if "--proxy-from" in self.cmd else b""
-        wait_for_greeting(self.port, self.proc, self.stderr_text,
+        wait_for_greeting(self.port, self.proc, self.startup_text,
                           "smtpd", hello)
+
+    def startup_text(self):
+        """What a failed start shows: standard error and the log's tail
+        (with -l the reason, e.g. "Address already in use", is there)."""
+        tail = "\n".join(self.log_text().splitlines()[-20:])
+        return "stderr: %r; log tail:\n%s" % (self.stderr_text(), tail)
 
     def stderr_text(self):
         if not self._stderr.closed:

@@ -7,6 +7,7 @@
 set -e
 missing=""
 /usr/bin/python3 -c 'import pytest' 2>/dev/null || missing="$missing python3-pytest"
+/usr/bin/python3 -c 'import xdist' 2>/dev/null || missing="$missing python3-pytest-xdist"
 command -v swaks >/dev/null || missing="$missing swaks"
 command -v curl >/dev/null || missing="$missing curl"
 command -v msmtp >/dev/null || missing="$missing msmtp"

@@ -215,6 +215,7 @@ def test_a_long_line_outside_auth_is_still_512(srv, connect):
     assert c.cmd("NOOP " + "x" * 1000).startswith("500 5.5.6")
 
 
+@pytest.mark.slow
 def test_failed_auths_count_toward_the_error_limit(srv, connect):
     c = greeted(connect, srv)
     for i in range(9):

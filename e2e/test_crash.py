@@ -89,6 +89,7 @@ def neighbour(path, stop):
     path.unlink(missing_ok=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("disk", ["quiet", "neighbour"])
 def test_kill_9_rounds_lose_no_acknowledged_message(start_server, tmp_path,
                                                     disk):

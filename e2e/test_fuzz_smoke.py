@@ -41,6 +41,7 @@ def fuzzer_ok(tmp_path_factory):
                     "runtime): %s" % (FUZZ_CC, r.stderr.decode()[-300:]))
 
 
+@pytest.mark.slow
 def test_every_harness_runs_clean_for_ten_seconds(fuzzer_ok, tmp_path):
     procs = {}
     env = dict(os.environ)

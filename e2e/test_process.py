@@ -191,6 +191,7 @@ def sender_loop(port, results, stop):
         pass
 
 
+@pytest.mark.slow
 def test_kill_9_keeps_every_acknowledged_message(start_server):
     srv = start_server()
     results, stop = [], threading.Event()
