@@ -171,15 +171,28 @@ static size_t raise_fd_limit(void)
                                                                 : (size_t)rl.rlim_cur;
 }
 
-static void prepare_mailboxes(const struct config *cfg)
+/* The root as resolved at start: -f may name a link, nothing below it
+ * may be one (maildir.h). */
+static char *resolved_root;
+
+static void prepare_mailboxes(struct config *cfg)
 {
     if (maildir_root_init(cfg->root) < 0)
         die_startup("cannot create the mailbox root", cfg->root);
+    resolved_root = realpath(cfg->root, NULL);
+    if (resolved_root == NULL)
+        die_startup("cannot resolve the mailbox root", cfg->root);
+    cfg->root = resolved_root;
     if (maildir_create(cfg->root, "postmaster") < 0)
         die_startup("cannot create mailbox", "postmaster");
-    for (size_t i = 0; i < cfg->n_users; i++)
-        if (maildir_create(cfg->root, cfg->users[i].name) < 0)
+    for (size_t i = 0; i < cfg->n_users; i++) {
+        if (maildir_create(cfg->root, cfg->users[i].name) == 0)
+            continue;
+        if (errno != ELOOP)
             die_startup("cannot create mailbox", cfg->users[i].name);
+        log_warn("mailbox %s/%s is a symbolic link: not a mailbox, "
+                 "nothing is delivered there", cfg->root, cfg->users[i].name);
+    }
     int removed = maildir_clean_tmp(cfg->root, TMP_MAX_AGE);
     if (removed > 0)
         log_info("removed %d stale files from tmp/", removed);
@@ -362,5 +375,6 @@ int main(int argc, char **argv)
     log_close();
     passwd_free();
     args_free(&cfg);
+    free(resolved_root);
     return rc;
 }
