@@ -273,10 +273,6 @@ static void prepare_tls(const struct config *cfg)
         fprintf(stderr, "smtpd: %s\n", err);
         exit(2);
     }
-    if (cfg->smtps_port && cfg->n_proxy_from > 0)
-        log_warn("--proxy-from applies to the SMTP port only: the "
-                 "--smtps-port port reads no PROXY header (send the "
-                 "balancer to the SMTP port, where STARTTLS works)");
     if (cfg->tls_cert || passwd_count() == 0)
         return;
     bool public = cfg->n_smtp_addrs == 0;
