@@ -55,7 +55,8 @@ static const char usage_text[] =
     "                     repeatable, adds to -u\n"
     "  --proxy-from ADDR[/PREFIX]\n"
     "                     clients from here (a load balancer) must start with\n"
-    "                     a PROXY protocol header, version 1 or 2; repeatable\n"
+    "                     a PROXY protocol header, version 1 or 2 (before TLS\n"
+    "                     on the --smtps-port); repeatable\n"
     "                     (none)\n";
 
 /* Long options have no letter: their values start above any char. */

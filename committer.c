@@ -16,8 +16,9 @@
  * disks; one syncfs over a batch of 64 files reached 1,900-4,500 files/s
  * (docs/benchmarks.md, bench/fsync_ceiling.c). syncfs covers only the
  * filesystem of root, so it assumes every mailbox lives there; a spool
- * file found elsewhere (a mailbox symlinked to another disk) switches the
- * batch to per-file and per-directory fsync. syncfs reports write-back
+ * file found elsewhere (a mailbox that is a mount point of another disk;
+ * links are never followed below root) switches the batch to per-file
+ * and per-directory fsync. syncfs reports write-back
  * errors only since Linux 5.8, and reports any error on the filesystem,
  * not just ours: when it fails we fall back to fsync, which tells exactly
  * which of our files and directories are affected.
@@ -47,17 +48,11 @@ struct committer {
 
 /* ---- paths ------------------------------------------------------------ */
 
-/* root/box/new[/name]; name NULL gives the directory. */
-static int committer_new_path(const struct committer *c, const char *box,
-                              const char *name, char *dst, size_t len)
+/* root/box/new as a descriptor: real directories only (maildir.h), so
+ * a new/ or a mailbox that is a link never receives a message. */
+static int committer_new_dir(const struct committer *c, const char *box)
 {
-    int n = name ? snprintf(dst, len, "%s/%s/new/%s", c->root, box, name)
-                 : snprintf(dst, len, "%s/%s/new", c->root, box);
-    if (n < 0 || (size_t)n >= len) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    return 0;
+    return maildir_open_dir(c->root, box, "new");
 }
 
 /* Recipients given twice get one file; the second link would say EEXIST. */
@@ -73,12 +68,16 @@ static int committer_box_repeated(const struct commit_job *j, size_t i)
 static void committer_unlink_new(const struct committer *c,
                                  const struct commit_job *j, size_t count)
 {
-    char name[NAME_MAX + 1], path[PATH_MAX];
+    char name[NAME_MAX + 1];
     if (maildir_msg_final_name(&j->msg, name, sizeof name) < 0)
         return;
-    for (size_t i = 0; i < count; i++)
-        if (committer_new_path(c, j->boxes[i], name, path, sizeof path) == 0)
-            unlink(path);
+    for (size_t i = 0; i < count; i++) {
+        int dir = committer_new_dir(c, j->boxes[i]);
+        if (dir >= 0) {
+            unlinkat(dir, name, 0);
+            close(dir);
+        }
+    }
 }
 
 /* ---- step 1: the data ------------------------------------------------- */
@@ -94,7 +93,7 @@ static int committer_prepare(const struct committer *c, struct commit_job *j)
         return -1;
     }
     if (j->msg.fd < 0)
-        j->msg.fd = open(j->msg.tmp_path, O_RDONLY | O_CLOEXEC);
+        j->msg.fd = open(j->msg.tmp_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (j->msg.fd < 0 || fstat(j->msg.fd, &st) < 0) {
         j->error = errno;
         return -1;
@@ -217,19 +216,23 @@ static int committer_sync_data(struct committer *c,
 
 static void committer_link_job(const struct committer *c, struct commit_job *j)
 {
-    char name[NAME_MAX + 1], path[PATH_MAX];
+    char name[NAME_MAX + 1];
     if (maildir_msg_final_name(&j->msg, name, sizeof name) < 0) {
         j->error = errno;
         return;
     }
     for (size_t i = 0; i < j->nboxes; i++) {
-        const char *box = j->boxes[i];
-        if (box[0] == '\0' || box[0] == '.' || strchr(box, '/'))
-            errno = EINVAL;         /* never a path outside root */
-        else if (committer_box_repeated(j, i))
+        if (committer_box_repeated(j, i))
             continue;
-        else if (committer_new_path(c, box, name, path, sizeof path) == 0 &&
-                 link(j->msg.tmp_path, path) == 0)
+        /* maildir_open_dir refuses a box name that leaves root. */
+        int dir = committer_new_dir(c, j->boxes[i]);
+        int rc = dir < 0 ? -1 : linkat(AT_FDCWD, j->msg.tmp_path, dir, name, 0);
+        if (dir >= 0) {
+            int saved = errno;
+            close(dir);
+            errno = saved;
+        }
+        if (rc == 0)
             continue;
         j->error = errno;
         committer_unlink_new(c, j, i);
@@ -241,10 +244,14 @@ static void committer_link_job(const struct committer *c, struct commit_job *j)
 
 static int committer_sync_new_dir(const struct committer *c, const char *box)
 {
-    char path[PATH_MAX];
-    if (committer_new_path(c, box, NULL, path, sizeof path) < 0)
+    int dir = committer_new_dir(c, box);
+    if (dir < 0)
         return -1;
-    return maildir_sync_dir(path);
+    int rc = fsync(dir);
+    int saved = errno;
+    close(dir);
+    errno = saved;
+    return rc;
 }
 
 /* One (box, job) pair per recipient of a linked job, sorted by box so

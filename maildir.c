@@ -70,35 +70,86 @@ static int maildir_name_ok(const char *s, int lower_only)
     return 1;
 }
 
-static int maildir_is_dir(const char *path)
+/* close() that keeps the errno of the step that failed before it. */
+static void maildir_close_keep(int fd)
 {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-int maildir_sync_dir(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
     int saved = errno;
     close(fd);
     errno = saved;
-    return rc;
+}
+
+/* fd of dir/name when it is a real directory: never through a link
+ * (ELOOP, where Linux says ENOTDIR for O_DIRECTORY). -1 with errno. */
+static int maildir_open_at(int dir, const char *name)
+{
+    struct stat st;
+    int fd = openat(dir, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 && errno == ENOTDIR &&
+        fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+        errno = ELOOP;
+    return fd;
+}
+
+/* root was resolved once at start (it may itself be a link); below it,
+ * every component is opened with O_NOFOLLOW, so a mailbox, tmp/ or new/
+ * that is a link is refused rather than followed out of root. */
+int maildir_open_dir(const char *root, const char *box, const char *sub)
+{
+    if (box[0] == '\0' || box[0] == '.' || strchr(box, '/') ||
+        (sub && (sub[0] == '\0' || sub[0] == '.' || strchr(sub, '/')))) {
+        errno = EINVAL;             /* never a path out of root */
+        return -1;
+    }
+    int rfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (rfd < 0)
+        return -1;
+    int fd = maildir_open_at(rfd, box);
+    maildir_close_keep(rfd);
+    if (fd < 0 || sub == NULL)
+        return fd;
+    int sfd = maildir_open_at(fd, sub);
+    maildir_close_keep(fd);
+    return sfd;
+}
+
+/* 1 when dir/name is a directory itself, not a link to one. */
+static int maildir_is_dir_at(int dir, const char *name)
+{
+    struct stat st;
+    return fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+           S_ISDIR(st.st_mode);
 }
 
 /* mkdir that accepts an existing directory; *created tells which. */
 static int maildir_mkdir(const char *path, int *created)
 {
+    struct stat st;
     if (mkdir(path, 0700) == 0) {
         *created = 1;
         return 0;
     }
     if (errno != EEXIST)
         return -1;
-    if (!maildir_is_dir(path)) {
+    if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
         errno = ENOTDIR;
+        return -1;
+    }
+    return 0;
+}
+
+/* The same below root, relative to dir: a link is not a directory of
+ * ours, even when it points at one (ELOOP). */
+static int maildir_mkdir_at(int dir, const char *name, int *created)
+{
+    struct stat st;
+    if (mkdirat(dir, name, 0700) == 0) {
+        *created = 1;
+        return 0;
+    }
+    if (errno != EEXIST || fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return -1;
+    if (!S_ISDIR(st.st_mode)) {
+        errno = S_ISLNK(st.st_mode) ? ELOOP : ENOTDIR;
         return -1;
     }
     return 0;
@@ -132,53 +183,66 @@ int maildir_root_init(const char *root)
     return access(path, W_OK | X_OK);
 }
 
-int maildir_create_unsynced(const char *root, const char *name, int *created)
+/* Makes root/name/{tmp,new,cur} through descriptors; with sync, the new
+ * entries are made durable (the box, then root). */
+static int maildir_create_in(const char *root, const char *name, int *created,
+                             int sync)
 {
     static const char *const subdirs[] = { "tmp", "new", "cur" };
-    char box[PATH_MAX], sub[PATH_MAX];
+    int made = 0, rc = -1;
 
     if (!maildir_name_ok(name, 1)) {
         errno = EINVAL;
         return -1;
     }
-    if (maildir_path(box, sizeof box, "%s/%s", root, name) < 0 ||
-        maildir_mkdir(box, created) < 0)
+    int rfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (rfd < 0)
         return -1;
-    for (size_t i = 0; i < 3; i++) {
-        if (maildir_path(sub, sizeof sub, "%s/%s", box, subdirs[i]) < 0 ||
-            maildir_mkdir(sub, created) < 0)
-            return -1;
-    }
-    return 0;
+    int box = -1;
+    if (maildir_mkdir_at(rfd, name, &made) < 0 ||
+        (box = maildir_open_at(rfd, name)) < 0)
+        goto out;
+    for (size_t i = 0; i < 3; i++)
+        if (maildir_mkdir_at(box, subdirs[i], &made) < 0)
+            goto out;
+    /* A mailbox made for a user must survive a crash like its mail does. */
+    if (sync && made && (fsync(box) < 0 || fsync(rfd) < 0))
+        goto out;
+    rc = 0;
+out:
+    if (box >= 0)
+        maildir_close_keep(box);
+    maildir_close_keep(rfd);
+    if (made)
+        *created = 1;
+    return rc;
+}
+
+int maildir_create_unsynced(const char *root, const char *name, int *created)
+{
+    return maildir_create_in(root, name, created, 0);
 }
 
 int maildir_create(const char *root, const char *name)
 {
-    char box[PATH_MAX];
     int created = 0;
-
-    if (maildir_create_unsynced(root, name, &created) < 0)
-        return -1;
-    /* A mailbox made for a user must survive a crash like its mail does. */
-    if (created && (maildir_path(box, sizeof box, "%s/%s", root, name) < 0 ||
-                    maildir_sync_dir(box) < 0 || maildir_sync_dir(root) < 0))
-        return -1;
-    return 0;
+    return maildir_create_in(root, name, &created, 1);
 }
 
 int maildir_exists(const char *root, const char *name)
 {
     static const char *const subdirs[] = { "tmp", "new", "cur" };
-    char path[PATH_MAX];
 
     if (!maildir_name_ok(name, 0))
         return 0;
-    for (size_t i = 0; i < 3; i++) {
-        if (maildir_path(path, sizeof path, "%s/%s/%s", root, name,
-                         subdirs[i]) < 0 || !maildir_is_dir(path))
-            return 0;
-    }
-    return 1;
+    int box = maildir_open_dir(root, name, NULL);
+    if (box < 0)
+        return 0;
+    int ok = 1;
+    for (size_t i = 0; i < 3 && ok; i++)
+        ok = maildir_is_dir_at(box, subdirs[i]);
+    close(box);
+    return ok;
 }
 
 static DIR *maildir_opendir(const char *path)
@@ -250,12 +314,12 @@ int maildir_find_prefix(const char *root, const char *prefix,
 static int maildir_clean_box(int root_fd, const char *box, time_t now,
                              time_t max_age)
 {
-    char sub[MAILDIR_NAME_MAX + 8];
     int removed = 0;
-
-    if (maildir_path(sub, sizeof sub, "%s/tmp", box) < 0)
+    int bfd = maildir_open_at(root_fd, box);
+    if (bfd < 0)
         return -1;
-    int fd = openat(root_fd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = maildir_open_at(bfd, "tmp");
+    close(bfd);
     if (fd < 0)
         return -1;
     DIR *d = fdopendir(fd);
@@ -382,20 +446,26 @@ static int maildir_box_ok(const char *box)
 static int maildir_msg_create(struct maildir_msg *m, const char *root,
                               const char *box, const char *suffix)
 {
-    char path[PATH_MAX];
+    char path[PATH_MAX], *name;
     if (maildir_path(path, sizeof path, "%s/%s/tmp/%lld.%s.%s%s", root, box,
                      (long long)m->sec, m->id, maildir_hostname(), suffix) < 0)
         return -1;
-    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    name = strrchr(path, '/') + 1;
+    int dir = maildir_open_dir(root, box, "tmp");
+    if (dir < 0)
+        return -1;
+    int fd = openat(dir, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC |
+                    O_NOFOLLOW, 0600);
+    m->tmp_path = fd < 0 ? NULL : strdup(path);
+    if (fd >= 0 && !m->tmp_path) {
+        unlinkat(dir, name, 0);
+        close(fd);
+        fd = -1;
+        errno = ENOMEM;
+    }
+    maildir_close_keep(dir);
     if (fd < 0)
         return -1;
-    m->tmp_path = strdup(path);
-    if (!m->tmp_path) {
-        unlink(path);
-        close(fd);
-        errno = ENOMEM;
-        return -1;
-    }
     m->fd = fd;
     return 0;
 }

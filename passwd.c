@@ -138,6 +138,11 @@ static int passwd_make_mailboxes(const struct userdb *db,
         if (old && userdb_find(old, name))
             continue;
         if (maildir_create_unsynced(root, name, &created) < 0) {
+            if (errno == ELOOP) {   /* a link: not a mailbox, not followed */
+                log_warn("mailbox %s/%s is a symbolic link: not a mailbox, "
+                         "nothing is delivered there", root, name);
+                continue;
+            }
             snprintf(err, PASSWD_ERR_MAX, "cannot create mailbox %s/%s: %s",
                      root, name, strerror(errno));
             return -1;

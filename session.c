@@ -219,6 +219,10 @@ static void session_on_read(struct selector_key *key)
         session_tls_step(s);
         return;
     }
+    if (s->tls_after_proxy) {
+        session_tls_proxy_read(s);
+        return;
+    }
     if ((s->t.want & OP_READ) && session_write_out(s) < 0) {  /* TLS write */
         session_close(s);
         return;
@@ -371,16 +375,23 @@ static bool session_process_proxy(struct session *s)
         return false;
     }
     buffer_read_adv(&s->in, h.len);
-    char via[sizeof(s->ip) + 8];
-    snprintf(via, sizeof(via), "%s:%u", s->ip, (unsigned)s->port);
-    if (h.has_addr)
-        session_format_peer(s, &h.src);
-    log_info("%s:%u via %s, PROXY version %d%s", s->ip, s->port, via, h.version,
-             h.has_addr ? "" : " without a client address (health check)");
-    s->last_activity = selector_now_ms();
+    session_proxy_accepted(s, &h);
     session_set_state(s, ST_CONNECTED);
     session_greet(s);
     return true;
+}
+
+/* A whole header was read (here or, before TLS, in session_tls.c): its
+ * source is the client from now on. */
+void session_proxy_accepted(struct session *s, const struct proxy_header *h)
+{
+    char via[sizeof(s->ip) + 8];
+    snprintf(via, sizeof(via), "%s:%u", s->ip, (unsigned)s->port);
+    if (h->has_addr)
+        session_format_peer(s, &h->src);
+    log_info("%s:%u via %s, PROXY version %d%s", s->ip, s->port, via, h->version,
+             h->has_addr ? "" : " without a client address (health check)");
+    s->last_activity = selector_now_ms();
 }
 
 /* Handles what is buffered until it runs out, the output fills, or the
@@ -488,7 +499,11 @@ static void session_unlink(struct session *s)
 void session_start(int fd, const struct sockaddr_storage *ss, bool tls)
 {
     struct session *s = session_new(fd, ss);
-    if (s == NULL || (tls && session_tls_implicit(s) < 0)) {
+    /* A balancer's client: the PROXY header comes first, before any TLS. */
+    bool proxied = proxy_net_match(session_env.cfg->proxy_from,
+                                   session_env.cfg->n_proxy_from,
+                                   (const struct sockaddr *)ss);
+    if (s == NULL || (tls && !proxied && session_tls_implicit(s) < 0)) {
         if (s)
             transport_close(&s->t);
         free(s);
@@ -507,14 +522,14 @@ void session_start(int fd, const struct sockaddr_storage *ss, bool tls)
     stats.connections_current++;
     log_info("%s:%u connect%s (fd %d, %zu clients)", s->ip, s->port,
              tls ? " on the TLS port" : "", fd, nsessions);
-    if (tls) {      /* the greeting comes after the handshake */
-        selector_timer_set(session_env.sel, &s->timer, session_timeout_ms());
+    if (proxied) {
+        s->state = ST_PROXY;    /* silent until the header (proxy.h) */
+        s->tls_after_proxy = tls;
+        selector_timer_set(session_env.sel, &s->timer, PROXY_TIMEOUT_MS);
         return;
     }
-    if (proxy_net_match(session_env.cfg->proxy_from, session_env.cfg->n_proxy_from,
-                        (const struct sockaddr *)ss)) {
-        s->state = ST_PROXY;    /* silent until the header (proxy.h) */
-        selector_timer_set(session_env.sel, &s->timer, PROXY_TIMEOUT_MS);
+    if (tls) {      /* the greeting comes after the handshake */
+        selector_timer_set(session_env.sel, &s->timer, session_timeout_ms());
         return;
     }
     session_greet(s);

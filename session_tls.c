@@ -3,11 +3,16 @@
  * 220 is out, the handshake begins), the implicit-TLS port (handshake
  * first, greeting after), and each step of the handshake. The bytes
  * themselves go through the session's transport (transport.h); this file
- * knows no OpenSSL type either.
+ * knows no OpenSSL type either. On the implicit-TLS port, a client from
+ * a --proxy-from address sends its PROXY header before the ClientHello:
+ * it is read here, byte-exact, before OpenSSL sees the socket.
  */
+#include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "log.h"
+#include "proxy.h"
 #include "session.h"
 #include "stats.h"
 
@@ -70,4 +75,83 @@ int session_tls_implicit(struct session *s)
     }
     s->greeting_owed = true;
     return 0;
+}
+
+/* recv of exactly n bytes that a peek has shown are there. 0, or -1. */
+static int session_tls_take(int fd, uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t r = recv(fd, p, n, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        stats.bytes_transferred += (uint64_t)r;
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+/* The header is whole: the session starts TLS, its -T clock now running. */
+static void session_tls_after_proxy(struct session *s,
+                                    const struct proxy_header *h)
+{
+    buffer_reset(&s->in);
+    s->tls_after_proxy = false;
+    session_proxy_accepted(s, h);
+    session_set_state(s, ST_CONNECTED);
+    if (session_tls_implicit(s) < 0) {
+        session_close(s);
+        return;
+    }
+    selector_timer_set(session_env.sel, &s->timer,
+                       (uint64_t)session_env.cfg->timeout_s * 1000);
+    session_tls_step(s);    /* the ClientHello may be waiting already */
+}
+
+/*
+ * Implicit TLS from a balancer (ST_PROXY, tls_after_proxy): the header is
+ * taken off the socket up to its last byte and not one byte further, so
+ * the ClientHello behind it (often in the same segment) stays for
+ * OpenSSL. A peek shows what has come; bytes of a header not yet whole
+ * are taken into the input buffer, so the socket is not left readable
+ * for nothing. The 3 s deadline and the silent close on a bad header
+ * are the plain port's (session.c).
+ */
+void session_tls_proxy_read(struct session *s)
+{
+    size_t have, room;
+    struct proxy_header h;
+    buffer_compact(&s->in);
+    uint8_t *p = buffer_read_ptr(&s->in, &have);
+    buffer_write_ptr(&s->in, &room);
+    size_t want = have < PROXY_HEADER_MAX ? PROXY_HEADER_MAX - have : 0;
+    ssize_t n = recv(s->fd, p + have, want < room ? want : room, MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n <= 0) {
+        session_close(s);   /* gone, or an error: nothing to say */
+        return;
+    }
+    enum proxy_status st = proxy_parse(p, have + (size_t)n, &h);
+    if (st == PROXY_NEED_MORE && have + (size_t)n >= PROXY_HEADER_MAX) {
+        st = PROXY_ERROR;   /* the parser's limits make this unreachable */
+        h.reason = "header too long";
+    }
+    if (st == PROXY_ERROR) {
+        log_warn("%s:%u bad PROXY header (%s), closing", s->ip, s->port, h.reason);
+        session_close(s);
+        return;
+    }
+    size_t take = st == PROXY_DONE ? h.len - have : (size_t)n;
+    if (session_tls_take(s->fd, p + have, take) < 0) {
+        session_close(s);
+        return;
+    }
+    if (st == PROXY_NEED_MORE) {
+        buffer_write_adv(&s->in, take);
+        return;
+    }
+    session_tls_after_proxy(s, &h);
 }

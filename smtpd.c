@@ -171,15 +171,28 @@ static size_t raise_fd_limit(void)
                                                                 : (size_t)rl.rlim_cur;
 }
 
-static void prepare_mailboxes(const struct config *cfg)
+/* The root as resolved at start: -f may name a link, nothing below it
+ * may be one (maildir.h). */
+static char *resolved_root;
+
+static void prepare_mailboxes(struct config *cfg)
 {
     if (maildir_root_init(cfg->root) < 0)
         die_startup("cannot create the mailbox root", cfg->root);
+    resolved_root = realpath(cfg->root, NULL);
+    if (resolved_root == NULL)
+        die_startup("cannot resolve the mailbox root", cfg->root);
+    cfg->root = resolved_root;
     if (maildir_create(cfg->root, "postmaster") < 0)
         die_startup("cannot create mailbox", "postmaster");
-    for (size_t i = 0; i < cfg->n_users; i++)
-        if (maildir_create(cfg->root, cfg->users[i].name) < 0)
+    for (size_t i = 0; i < cfg->n_users; i++) {
+        if (maildir_create(cfg->root, cfg->users[i].name) == 0)
+            continue;
+        if (errno != ELOOP)
             die_startup("cannot create mailbox", cfg->users[i].name);
+        log_warn("mailbox %s/%s is a symbolic link: not a mailbox, "
+                 "nothing is delivered there", cfg->root, cfg->users[i].name);
+    }
     int removed = maildir_clean_tmp(cfg->root, TMP_MAX_AGE);
     if (removed > 0)
         log_info("removed %d stale files from tmp/", removed);
@@ -260,10 +273,6 @@ static void prepare_tls(const struct config *cfg)
         fprintf(stderr, "smtpd: %s\n", err);
         exit(2);
     }
-    if (cfg->smtps_port && cfg->n_proxy_from > 0)
-        log_warn("--proxy-from applies to the SMTP port only: the "
-                 "--smtps-port port reads no PROXY header (send the "
-                 "balancer to the SMTP port, where STARTTLS works)");
     if (cfg->tls_cert || passwd_count() == 0)
         return;
     bool public = cfg->n_smtp_addrs == 0;
@@ -362,5 +371,6 @@ int main(int argc, char **argv)
     log_close();
     passwd_free();
     args_free(&cfg);
+    free(resolved_root);
     return rc;
 }

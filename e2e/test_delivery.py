@@ -264,3 +264,84 @@ def test_failed_delivery_leaves_nothing_anywhere(start_server, connect,
                                        "alice@localhost"], BODY))
     assert len(srv.new_files("postmaster")) == 1
     assert len(srv.new_files("alice")) == 1
+
+
+# ---- links below the mailbox root ----------------------------------------
+
+def make_foreign_maildir(path):
+    """A complete Maildir outside the server's root, for links to point at."""
+    for sub in ("tmp", "new", "cur"):
+        (path / sub).mkdir(parents=True)
+    return path
+
+
+def foreign_files(path):
+    return sorted(str(p) for p in path.rglob("*") if p.is_file())
+
+
+def test_symlinked_mailbox_is_not_a_mailbox(start_server, connect, tmp_path):
+    """A mailbox that is a link to a Maildir outside the root: RCPT gets
+    550 5.1.1 (also for a -u user, whose server still starts, with a
+    warning), and the directory it points at stays empty."""
+    root = tmp_path / "mail"
+    root.mkdir()
+    foreign = make_foreign_maildir(tmp_path / "elsewhere")
+    (root / "eve").symlink_to(foreign)
+    (root / "mallory").symlink_to(foreign)
+    srv = start_server("-u", "mallory:x")
+    assert "mailbox %s/mallory is a symbolic link" % root.resolve() \
+        in srv.log_text()
+    c = greeted(connect, srv)
+    assert c.cmd("MAIL FROM:<a@b.test>").startswith("250 2.1.0")
+    for name in ("eve", "mallory"):
+        assert c.cmd("RCPT TO:<%s@localhost>" % name).startswith(
+            "550 5.1.1"), name
+    assert c.cmd("RCPT TO:<postmaster@localhost>").startswith("250 2.1.5")
+    assert c.cmd("DATA").startswith("354")
+    c.send(BODY + b".\r\n")
+    queue_id(c.reply_line())
+    assert len(srv.wait_new("postmaster")) == 1
+    assert foreign_files(foreign) == []
+    assert (root / "eve").is_symlink() and (root / "mallory").is_symlink()
+
+
+def test_linked_new_in_a_real_mailbox_receives_nothing(start_server, connect,
+                                                       tmp_path):
+    """A real mailbox whose new/ is a link: 550 5.1.1 at RCPT. When the
+    link appears after RCPT (a race), the delivery fails with 451 4.3.0
+    and nothing lands in the directory it points at, nor in tmp/."""
+    srv = start_server("-u", "bob:x", "-u", "carol:x")
+    foreign = make_foreign_maildir(tmp_path / "elsewhere")
+    new = srv.root / "bob" / "new"
+    new.rmdir()
+    new.symlink_to(foreign / "new")
+    c = greeted(connect, srv)
+    assert c.cmd("MAIL FROM:<a@b.test>").startswith("250 2.1.0")
+    assert c.cmd("RCPT TO:<bob@localhost>").startswith("550 5.1.1")
+    assert c.cmd("RCPT TO:<carol@localhost>").startswith("250 2.1.5")
+    (srv.root / "carol" / "new").rename(srv.root / "carol" / "new.real")
+    (srv.root / "carol" / "new").symlink_to(foreign / "new")
+    assert c.cmd("DATA").startswith("354")
+    c.send(BODY + b".\r\n")
+    assert c.reply_line().startswith("451 4.3.0")
+    assert foreign_files(foreign) == []
+    assert srv.tmp_files("carol") == []
+    assert list((srv.root / "carol" / "new.real").iterdir()) == []
+    assert "Too many levels of symbolic links" in srv.log_text()
+
+
+def test_root_given_as_a_link_works(start_server, connect, tmp_path):
+    """-f may name a link to the real root: it is resolved at start and
+    mail lands in the real directory."""
+    real = tmp_path / "real-mail"
+    real.mkdir()
+    link = tmp_path / "mail-link"
+    link.symlink_to(real)
+    srv = start_server("-u", "alice:x", root=link)
+    c = greeted(connect, srv)
+    queue_id(send_mail(c, "a@b.test", ["alice@localhost"], BODY))
+    files = srv.wait_new("alice")
+    assert len(files) == 1
+    assert files[0].resolve().parent == real / "alice" / "new"
+    assert strip_trace(files[0].read_bytes()) == BODY
+    assert link.is_symlink()

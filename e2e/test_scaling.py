@@ -7,12 +7,14 @@ health-checks both with `option smtpchk`. Clients bound to 127.0.0.2 and
 127.0.0.3 send 2,000 messages through it: each one acknowledged is stored
 exactly once under a distinct ID, and Received and the log name the real
 client. Then one instance is killed with SIGKILL under load: new clients
-go to the other and no acknowledged message is lost."""
+go to the other and no acknowledged message is lost. HAProxy also passes
+implicit TLS through to --smtps-port with either PROXY version."""
 import concurrent.futures
 import pathlib
 import re
 import shutil
 import signal
+import smtplib
 import socket
 import subprocess
 import threading
@@ -21,6 +23,7 @@ import time
 import pytest
 
 from conftest import free_port, parse_trace, wait_for_greeting
+from tls_helpers import certs, client_context, smtps_port, tls_args  # noqa: F401
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -290,3 +293,79 @@ def test_kill_one_instance_under_load(balanced):
             if a[2] > killed_at[0] + 1.0}
     assert pids == {str(s2.pid)}
     assert bad_log_lines(s2) == []
+
+
+# ---- HAProxy in front of the implicit-TLS port ---------------------------
+
+TLS_CFG = """global
+    maxconn 100
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1m
+    timeout server 1m
+listen smtps_v1
+    bind 127.0.0.1:{v1}
+    server smtpd 127.0.0.1:{smtps} send-proxy
+listen smtps_v2
+    bind 127.0.0.1:{v2}
+    server smtpd 127.0.0.1:{smtps} send-proxy-v2
+"""
+
+
+def smtps_through(port, source):
+    """One message over implicit TLS (Python's smtplib) through HAProxy,
+    sent from source; retried while HAProxy is not listening yet."""
+    ctx = client_context()
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            smtp = smtplib.SMTP_SSL("127.0.0.1", port, context=ctx, timeout=10,
+                                    source_address=(source, 0))
+            break
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    with smtp:
+        smtp.sendmail("a@example.org", ["postmaster@localhost"],
+                      b"Subject: via HAProxy\r\n\r\nfrom %s\r\n"
+                      % source.encode())
+
+
+def test_haproxy_in_front_of_the_implicit_tls_port(start_server, certs,
+                                                   tmp_path):
+    """HAProxy (mode tcp, send-proxy and send-proxy-v2) passes TLS through
+    to --smtps-port: the header is read before the handshake, so Received
+    and the log name each real client, not HAProxy."""
+    srv = start_server(*tls_args(certs, "--smtps-port", str(free_port()),
+                                 "--proxy-from", "127.0.0.1"))
+    ports = {"v1": free_port(), "v2": free_port()}
+    cfg = tmp_path / "haproxy-tls.cfg"
+    cfg.write_text(TLS_CFG.format(smtps=smtps_port(srv), **ports))
+    out = open(tmp_path / "haproxy-tls.out", "wb")
+    proc = subprocess.Popen([HAPROXY, "-db", "-f", str(cfg)],
+                            stdin=subprocess.DEVNULL, stdout=out,
+                            stderr=subprocess.STDOUT)
+    try:
+        smtps_through(ports["v1"], "127.0.0.2")
+        smtps_through(ports["v2"], "127.0.0.3")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        out.close()
+    by_source = {}
+    for path in srv.wait_new("postmaster", 2):
+        f = parse_trace(path.read_bytes())[1]
+        by_source[f["ip"]] = f["proto"]
+    assert by_source == {"127.0.0.2": "ESMTPS", "127.0.0.3": "ESMTPS"}
+    log = srv.log_text()
+    for source, version in (("127.0.0.2", 1), ("127.0.0.3", 2)):
+        assert re.search(r"%s:\d+ via 127\.0\.0\.1:\d+, PROXY version %d\n"
+                         % (re.escape(source), version), log), log
+        assert re.search(r"%s:\d+ TLS on: TLSv1" % re.escape(source), log), log
+    assert "bad PROXY" not in log

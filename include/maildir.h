@@ -26,7 +26,8 @@
 int maildir_root_init(const char *root);
 
 /* Creates root/name/{tmp,new,cur} (0700) if missing. name must already
- * be a valid lowercase local-part. 0, or -1 with errno. */
+ * be a valid lowercase local-part. A link in their place is refused
+ * (ELOOP), never followed. 0, or -1 with errno. */
 int maildir_create(const char *root, const char *name);
 
 /* The same without the directory fsyncs, for making many mailboxes at
@@ -34,7 +35,8 @@ int maildir_create(const char *root, const char *name);
  * makes it durable (syncfs of root's filesystem). 0, or -1 with errno. */
 int maildir_create_unsynced(const char *root, const char *name, int *created);
 
-/* 1 when root/name is a Maildir (tmp, new and cur directories), else 0. */
+/* 1 when root/name is a Maildir (tmp, new and cur directories, none of
+ * them nor root/name a symbolic link), else 0. */
 int maildir_exists(const char *root, const char *name);
 
 /*
@@ -78,9 +80,12 @@ int maildir_msg_write(struct maildir_msg *m, const void *p, size_t n);
  * with errno (ENAMETOOLONG). */
 int maildir_msg_final_name(const struct maildir_msg *m, char *dst, size_t len);
 
-/* fsync of a directory, which makes the entries just made in it durable.
- * 0, or -1 with errno. */
-int maildir_sync_dir(const char *path);
+/* A descriptor of root/box (sub NULL) or root/box/sub, opened
+ * O_DIRECTORY: box and sub must be real directories, never links (ELOOP,
+ * or ENOTDIR), so nothing is created or linked through a link below
+ * root. root should be the resolved path (realpath at start).
+ * fd, or -1 with errno. */
+int maildir_open_dir(const char *root, const char *box, const char *sub);
 
 /* Closes and unlinks the spool file; always safe, also after failures. */
 void maildir_msg_abort(struct maildir_msg *m);

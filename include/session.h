@@ -43,6 +43,7 @@ enum session_state {
 enum auth_step { AUTH_NONE, AUTH_PLAIN_WAIT, AUTH_LOGIN_USER, AUTH_LOGIN_PASS };
 
 struct spool_open;
+struct proxy_header;
 
 struct session_env {
     const struct config *cfg;
@@ -57,6 +58,8 @@ struct session {
     bool tls_starting;                  /* STARTTLS answered: handshake once
                                            the 220 is out; input ignored */
     bool greeting_owed;                 /* implicit TLS: 220 after the handshake */
+    bool tls_after_proxy;               /* implicit TLS from a balancer: the
+                                           PROXY header first, then TLS */
     enum session_state state;
     struct session *prev, *next;        /* every live session (shutdown) */
 
@@ -132,6 +135,8 @@ void session_close(struct session *s);      /* frees it (via on_close) */
 void session_tls_begin(struct session *s);  /* STARTTLS: the 220 is out */
 void session_tls_step(struct session *s);   /* one handshake step */
 int session_tls_implicit(struct session *s);    /* implicit-TLS port: 0/-1 */
+void session_tls_proxy_read(struct session *s); /* its PROXY header */
+void session_proxy_accepted(struct session *s, const struct proxy_header *h);
 
 /* commands.c */
 void commands_dispatch(struct session *s, char *line, size_t len);

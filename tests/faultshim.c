@@ -21,7 +21,7 @@
  *                          path contains STR (e.g. /bob/new)
  *   FAULT_FSYNC_ONCE=1     only the first fsync they would fail fails
  *   FAULT_SYNCFS=1         syncfs: -1 EIO
- *   FAULT_LINK_AFTER=N     the first N link()s into DIR succeed, the others
+ *   FAULT_LINK_AFTER=N     the first N link()s (or linkat()s) into DIR succeed, the others
  *                          fail with ENOSPC (N=0: every one fails)
  *   FAULT_LOG=FILE         one line per injected fault (for debugging)
  */
@@ -46,6 +46,7 @@ typedef ssize_t pwrite_fn(int, const void *, size_t, off_t);
 typedef ssize_t writev_fn(int, const struct iovec *, int);
 typedef int fd_fn(int);
 typedef int link_fn(const char *, const char *);
+typedef int linkat_fn(int, const char *, int, const char *, int);
 
 static struct {
     char root[PATH_MAX];
@@ -62,6 +63,7 @@ static struct {
     writev_fn *real_writev;
     fd_fn *real_fsync, *real_fdatasync, *real_syncfs;
     link_fn *real_link;
+    linkat_fn *real_linkat;
 } shim = { .write_after = -1, .link_after = -1 };
 
 static atomic_llong shim_links;
@@ -121,6 +123,7 @@ __attribute__((constructor)) static void shim_init(void)
     shim_resolve(&shim.real_fdatasync, "fdatasync");
     shim_resolve(&shim.real_syncfs, "syncfs");
     shim_resolve(&shim.real_link, "link");
+    shim_resolve(&shim.real_linkat, "linkat");
     const char *root = getenv("FAULT_ROOT");
     if (root == NULL || shim_canonical(root, shim.root, sizeof shim.root) < 0)
         shim.root[0] = '\0';
@@ -310,4 +313,16 @@ int link(const char *oldpath, const char *newpath)
             return shim_fail("link", -1, ENOSPC);
     }
     return shim.real_link(oldpath, newpath);
+}
+
+/* The server links through a descriptor of new/ (never a path that a
+ * link could redirect): the same count, the directory known by its fd. */
+int linkat(int olddirfd, const char *oldpath, int newdirfd,
+           const char *newpath, int flags)
+{
+    if (shim.link_after >= 0 && shim_armed() && newpath[0] != '/'
+        && newdirfd != AT_FDCWD && shim_fd_inside(newdirfd)
+        && atomic_fetch_add(&shim_links, 1) >= shim.link_after)
+        return shim_fail("linkat", newdirfd, ENOSPC);
+    return shim.real_linkat(olddirfd, oldpath, newdirfd, newpath, flags);
 }

@@ -94,6 +94,56 @@ static void test_create_exists(void)
     tmpdir_remove(dir);
 }
 
+/* Below root a link is never a mailbox: not a mailbox that is one, nor
+ * a mailbox whose tmp/ or new/ is one. maildir_create refuses to make
+ * anything through it (ELOOP), and no spool file is created through it. */
+static void test_links_not_mailboxes(void)
+{
+    char dir[64], other[64], path[PATH_MAX], target[PATH_MAX];
+    struct maildir_msg m;
+    tmpdir_make(dir, sizeof dir);
+    tmpdir_make(other, sizeof other);
+    CHECK_EQ_INT(maildir_create(other, "far"), 0);
+    snprintf(target, sizeof target, "%s/far", other);
+    snprintf(path, sizeof path, "%s/eve", dir);
+    CHECK_EQ_INT(symlink(target, path), 0);
+    CHECK_EQ_INT(maildir_exists(dir, "eve"), 0);
+    errno = 0;
+    CHECK_EQ_INT(maildir_create(dir, "eve"), -1);
+    CHECK_EQ_INT(errno, ELOOP);
+    errno = 0;
+    CHECK_EQ_INT(maildir_msg_open(&m, dir, "eve"), -1);
+    CHECK_EQ_INT(errno, ELOOP);
+    CHECK_EQ_INT(maildir_open_dir(dir, "eve", "new"), -1);
+
+    /* a real mailbox with a linked tmp/ */
+    CHECK_EQ_INT(maildir_create(dir, "bob"), 0);
+    snprintf(path, sizeof path, "%s/bob/tmp", dir);
+    CHECK_EQ_INT(rmdir(path), 0);
+    snprintf(target, sizeof target, "%s/far/tmp", other);
+    CHECK_EQ_INT(symlink(target, path), 0);
+    CHECK_EQ_INT(maildir_exists(dir, "bob"), 0);
+    errno = 0;
+    CHECK_EQ_INT(maildir_create(dir, "bob"), -1);
+    CHECK_EQ_INT(errno, ELOOP);
+    errno = 0;
+    CHECK_EQ_INT(maildir_msg_open(&m, dir, "bob"), -1);
+    CHECK_EQ_INT(errno, ELOOP);
+    CHECK_EQ_INT(dir_count(target, NULL, 0), 0);
+
+    /* find_prefix lists neither */
+    char names[4][MAILDIR_NAME_MAX + 1];
+    CHECK_EQ_INT(maildir_find_prefix(dir, "", names, 4), 0);
+    /* the real directory behind root/eve is still a mailbox of its root */
+    CHECK_EQ_INT(maildir_exists(other, "far"), 1);
+    int fd = maildir_open_dir(other, "far", "new");
+    CHECK(fd >= 0);
+    if (fd >= 0)
+        close(fd);
+    tmpdir_remove(dir);
+    tmpdir_remove(other);
+}
+
 static void test_find_prefix(void)
 {
     char dir[64], path[PATH_MAX];
@@ -284,6 +334,7 @@ static void test_clean_tmp(void)
 UNIT_MAIN("maildir",
           { "root_init", test_root_init },
           { "create_exists", test_create_exists },
+          { "links_not_mailboxes", test_links_not_mailboxes },
           { "find_prefix", test_find_prefix },
           { "msg_write_abort", test_msg_write_abort },
           { "msg_names", test_msg_names },
