@@ -114,6 +114,7 @@ void session_refuse(int fd, enum reply_id id, bool tls);
 void session_start_tls(struct session *s);  /* after 220 to STARTTLS */
 void session_reply(struct session *s, enum reply_id id, ...);
 void session_reply_raw(struct session *s, const char *text, size_t len);
+void session_reply_more(struct session *s, enum reply_id id, ...); /* "NNN-" */
 void session_close_after_flush(struct session *s);
 void session_reset_transaction(struct session *s);
 void session_resume(struct session *s);     /* after ST_WAIT ends */
