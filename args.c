@@ -23,7 +23,7 @@ static const char usage_text[] =
     "             [-l FILE] [-L LEVEL] [-c N] [-z BYTES] [-T SECONDS] [-v] [-h]\n"
     "             [--tls-cert FILE [--tls-key FILE] [--smtps-port PORT]\n"
     "              [--require-tls]] [--passwd-file FILE]...\n"
-    "             [--proxy-from ADDR[/PREFIX]]...\n"
+    "             [--proxy-from ADDR[/PREFIX]]... [--vrfy on|auth|off]\n"
     "\n"
     "  -d DOMAIN     local mail domain, also the greeting name (localhost)\n"
     "  -s PORT       SMTP TCP port (2525)\n"
@@ -56,13 +56,17 @@ static const char usage_text[] =
     "  --proxy-from ADDR[/PREFIX]\n"
     "                     clients from here (a load balancer) must start with\n"
     "                     a PROXY protocol header, version 1 or 2; repeatable\n"
-    "                     (none)\n";
+    "                     (none)\n"
+    "  --vrfy on|auth|off VRFY answers anyone, only after AUTH (530 5.7.0\n"
+    "                     before), or no one (502 5.5.1); auth or off for a\n"
+    "                     server facing the internet (on)\n";
 
 /* Long options have no letter: their values start above any char. */
 enum {
     OPT_FIRST_LONG = 256,
     OPT_TLS_CERT = OPT_FIRST_LONG, OPT_TLS_KEY, OPT_SMTPS_PORT, OPT_REQUIRE_TLS,
     OPT_PASSWD_FILE, OPT_PROXY_FROM,
+    OPT_VRFY,
 };
 
 static const struct option long_options[] = {
@@ -72,6 +76,7 @@ static const struct option long_options[] = {
     { "require-tls", no_argument,       NULL, OPT_REQUIRE_TLS },
     { "passwd-file", required_argument, NULL, OPT_PASSWD_FILE },
     { "proxy-from",  required_argument, NULL, OPT_PROXY_FROM },
+    { "vrfy",        required_argument, NULL, OPT_VRFY },
     { NULL, 0, NULL, 0 },
 };
 
@@ -183,10 +188,23 @@ static void args_proxy_from(struct config *cfg, const char *arg)
     cfg->n_proxy_from++;
 }
 
+static void args_vrfy(struct config *cfg, const char *arg)
+{
+    if (strcmp(arg, "on") == 0)
+        cfg->vrfy = VRFY_ON;
+    else if (strcmp(arg, "auth") == 0)
+        cfg->vrfy = VRFY_AUTH;
+    else if (strcmp(arg, "off") == 0)
+        cfg->vrfy = VRFY_OFF;
+    else
+        args_die("bad --vrfy '%s': expected on, auth or off", arg);
+}
+
 static void args_option(struct config *cfg, int opt, char *arg)
 {
     switch (opt) {
     case OPT_PROXY_FROM: args_proxy_from(cfg, arg); break;
+    case OPT_VRFY: args_vrfy(cfg, arg); break;
     case 'd':
         if (!args_domain_ok(arg))
             args_die("bad domain '%s'", arg);
