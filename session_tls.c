@@ -19,6 +19,7 @@ void session_start_tls(struct session *s)
     buffer_reset(&s->in);
     memset(&s->lines, 0, sizeof(s->lines));
     s->tls_starting = true;
+    session_timer_rearm(s);     /* the handshake's shorter limit */
 }
 
 /* One step of the handshake; once it is done the session goes on (and,

@@ -72,3 +72,64 @@ def test_long_domain_in_every_421_and_the_ehlo_list(start_server, connect):
     assert_one_line(read_to_eof(d.sock), b"421 4.3.0 " + LONG_DOMAIN.encode()
                     + b" Service shutting down")
     assert srv2.proc.wait(timeout=30) == 0
+
+
+# ---- a whole message within 10 x -T ------------------------------------
+
+def test_trickled_message_is_dropped_after_ten_timeouts(start_server):
+    """-T 1: one byte every 0.5 s keeps each read inside -T, but the
+    message must be whole 10 s after its 354: then 421 4.4.2, nothing in
+    new/ or tmp/, the connection closed and its descriptors freed."""
+    from test_hostile import fd_count, settled_fd_count, wait_until
+    srv = start_server("-T", "1")
+    fds0 = settled_fd_count(srv.pid)
+    c = Client(srv.port)
+    try:
+        c.greet()
+        assert c.cmd("MAIL FROM:<a@b.test>") == "250 2.1.0 Sender ok"
+        assert c.cmd("RCPT TO:<postmaster@localhost>") == "250 2.1.5 Recipient ok"
+        assert c.cmd("DATA").startswith("354 ")
+        c.sock.settimeout(0.5)
+        sent = 0
+        got = b""
+        for _ in range(240):            # bounded: 2 minutes at most
+            try:
+                chunk = c.sock.recv(4096)
+            except socket.timeout:
+                chunk = None
+            if chunk is not None:
+                got += chunk
+                break                   # a reply, or the close
+            try:
+                c.sock.sendall(b"a")
+            except OSError:
+                break
+            sent += 1
+        c.sock.settimeout(30)
+        while True:
+            try:
+                chunk = c.sock.recv(4096)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            got += chunk
+    finally:
+        c.close()
+    assert got == (b"421 4.4.2 localhost Message took too long, "
+                   b"closing connection\r\n"), got
+    assert sent >= 10, sent             # it lived past several -T
+    assert "not complete within 10 s" in srv.log_text()
+    assert srv.new_files("postmaster") == []
+    assert wait_until(lambda: srv.tmp_files("postmaster") == [], 10), \
+        srv.tmp_files("postmaster")
+    assert wait_until(lambda: fd_count(srv.pid) == fds0, 10), \
+        (fd_count(srv.pid), fds0)
+    d = Client(srv.port)                # the server goes on
+    try:
+        d.greet()
+        queue_id(send_mail(d, "a@b.test", ["postmaster@localhost"],
+                           b"Subject: after\r\n\r\nfast enough\r\n"))
+    finally:
+        d.close()
+    assert len(srv.new_files("postmaster")) == 1
