@@ -1,13 +1,10 @@
 """Hardening of the session (docs/reliability.md): one reply formatter, so
 the longest -d still gives every refused client exactly one line; a whole
 message must arrive within 10 x -T, whatever the client trickles."""
-import os
 import signal
 import socket
-import threading
-import time
 
-from conftest import Client, greeted, queue_id, send_mail
+from conftest import Client, queue_id, send_mail
 
 # 255 bytes, the longest -d the command line accepts
 LONG_DOMAIN = ".".join(c * 63 for c in "abcd")
