@@ -20,16 +20,13 @@
  * On the implicit-TLS port a plaintext reply would only be noise. */
 void session_refuse(int fd, enum reply_id id, bool tls)
 {
-    char line[128];
+    char line[REPLY_LINE_MAX];
     if (tls) {
         close(fd);
         return;
     }
-    int n = snprintf(line, sizeof(line), "%d %s ", replies[id].code, replies[id].esc);
-    n += snprintf(line + n, sizeof(line) - (size_t)n, replies[id].text,
-                  session_env.cfg->domain);
-    n += snprintf(line + n, sizeof(line) - (size_t)n, "\r\n");
-    ssize_t w = write(fd, line, (size_t)n);
+    size_t n = reply_format(line, sizeof(line), id, 0, session_env.cfg->domain);
+    ssize_t w = write(fd, line, n);
     if (w > 0)
         stats.bytes_transferred += (uint64_t)w;
     close(fd);

@@ -23,7 +23,7 @@ static const char usage_text[] =
     "             [-l FILE] [-L LEVEL] [-c N] [-z BYTES] [-T SECONDS] [-v] [-h]\n"
     "             [--tls-cert FILE [--tls-key FILE] [--smtps-port PORT]\n"
     "              [--require-tls]] [--passwd-file FILE]...\n"
-    "             [--proxy-from ADDR[/PREFIX]]...\n"
+    "             [--proxy-from ADDR[/PREFIX]]... [--vrfy on|auth|off]\n"
     "\n"
     "  -d DOMAIN     local mail domain, also the greeting name (localhost)\n"
     "  -s PORT       SMTP TCP port (2525)\n"
@@ -41,7 +41,8 @@ static const char usage_text[] =
     "  -c N          most concurrent SMTP clients (10000)\n"
     "  -z BYTES      largest message, advertised as SIZE (10485760)\n"
     "  -T SECONDS    idle timeout per command and DATA read; longest\n"
-    "                transformation run (300)\n"
+    "                transformation run; a message gets 10 x -T, a TLS\n"
+    "                handshake 10 s or -T if shorter (300)\n"
     "  -v            print the version and exit\n"
     "  -h            print this help and exit\n"
     "  --tls-cert FILE    PEM certificate (chain): offer STARTTLS; AUTH only\n"
@@ -57,13 +58,17 @@ static const char usage_text[] =
     "                     clients from here (a load balancer) must start with\n"
     "                     a PROXY protocol header, version 1 or 2 (before TLS\n"
     "                     on the --smtps-port); repeatable\n"
-    "                     (none)\n";
+    "                     (none)\n"
+    "  --vrfy on|auth|off VRFY answers anyone, only after AUTH (530 5.7.0\n"
+    "                     before), or no one (502 5.5.1); auth or off for a\n"
+    "                     server facing the internet (on)\n";
 
 /* Long options have no letter: their values start above any char. */
 enum {
     OPT_FIRST_LONG = 256,
     OPT_TLS_CERT = OPT_FIRST_LONG, OPT_TLS_KEY, OPT_SMTPS_PORT, OPT_REQUIRE_TLS,
     OPT_PASSWD_FILE, OPT_PROXY_FROM,
+    OPT_VRFY,
 };
 
 static const struct option long_options[] = {
@@ -73,6 +78,7 @@ static const struct option long_options[] = {
     { "require-tls", no_argument,       NULL, OPT_REQUIRE_TLS },
     { "passwd-file", required_argument, NULL, OPT_PASSWD_FILE },
     { "proxy-from",  required_argument, NULL, OPT_PROXY_FROM },
+    { "vrfy",        required_argument, NULL, OPT_VRFY },
     { NULL, 0, NULL, 0 },
 };
 
@@ -184,10 +190,23 @@ static void args_proxy_from(struct config *cfg, const char *arg)
     cfg->n_proxy_from++;
 }
 
+static void args_vrfy(struct config *cfg, const char *arg)
+{
+    if (strcmp(arg, "on") == 0)
+        cfg->vrfy = VRFY_ON;
+    else if (strcmp(arg, "auth") == 0)
+        cfg->vrfy = VRFY_AUTH;
+    else if (strcmp(arg, "off") == 0)
+        cfg->vrfy = VRFY_OFF;
+    else
+        args_die("bad --vrfy '%s': expected on, auth or off", arg);
+}
+
 static void args_option(struct config *cfg, int opt, char *arg)
 {
     switch (opt) {
     case OPT_PROXY_FROM: args_proxy_from(cfg, arg); break;
+    case OPT_VRFY: args_vrfy(cfg, arg); break;
     case 'd':
         if (!args_domain_ok(arg))
             args_die("bad domain '%s'", arg);

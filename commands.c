@@ -72,6 +72,8 @@ void commands_dispatch(struct session *s, char *line, size_t len)
         session_reply(s, R_NO_ARGS_ALLOWED);
     else
         row->handle(s, &cmd);
+    if (cmd.verb == VERB_AUTH)      /* an initial response holds a password */
+        explicit_bzero(line, len);
 }
 
 /* ---- HELO, EHLO ------------------------------------------------------- */
@@ -112,17 +114,18 @@ static void cmd_ehlo(struct session *s, const struct smtp_command *cmd)
     if (greet(s, cmd, true) < 0)
         return;
     const struct config *cfg = session_env.cfg;
-    bool auth = passwd_count() && auth_allowed_now(s);
-    bool starttls = tls_enabled() && !s->t.secure;
-    char text[SESSION_REPLY_MAX];
-    int n = snprintf(text, sizeof(text),
-                     "250-%s\r\n250-PIPELINING\r\n250-SIZE %llu\r\n"
-                     "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n%s%s250 HELP\r\n",
-                     cfg->domain, (unsigned long long)cfg->max_size,
-                     auth ? "250-AUTH PLAIN LOGIN\r\n" : "",
-                     starttls ? "250-STARTTLS\r\n" : "");
-    session_reply_raw(s, text, (size_t)n);
-    s->errors = 0;
+    char size[32];
+    snprintf(size, sizeof(size), "SIZE %llu", (unsigned long long)cfg->max_size);
+    session_reply_more(s, R_HELO, cfg->domain);
+    session_reply_more(s, R_EHLO_KEYWORD, "PIPELINING");
+    session_reply_more(s, R_EHLO_KEYWORD, size);
+    session_reply_more(s, R_EHLO_KEYWORD, "8BITMIME");
+    session_reply_more(s, R_EHLO_KEYWORD, "ENHANCEDSTATUSCODES");
+    if (passwd_count() && auth_allowed_now(s))
+        session_reply_more(s, R_EHLO_KEYWORD, "AUTH PLAIN LOGIN");
+    if (tls_enabled() && !s->t.secure)
+        session_reply_more(s, R_EHLO_KEYWORD, "STARTTLS");
+    session_reply(s, R_EHLO_KEYWORD, "HELP");
 }
 
 /* ---- MAIL, RCPT, DATA ------------------------------------------------- */
@@ -389,31 +392,56 @@ static char *vrfy_local_part(const char *arg, enum reply_id *why)
     return strdup(buf);
 }
 
+/* The 553 lists as many candidates as the output buffer has room for,
+ * so a long -d cannot overflow it. */
 static void vrfy_ambiguous(struct session *s, char names[][MAILDIR_NAME_MAX + 1],
                            size_t n)
 {
-    char line[SESSION_REPLY_MAX];
-    const struct reply *r = &replies[R_VRFY_AMBIGUOUS];
-    int len = snprintf(line, sizeof(line), "%d-%s %s\r\n", r->code, r->esc, r->text);
-    session_reply_raw(s, line, (size_t)len);
-    for (size_t i = 0; i < n; i++) {
-        len = snprintf(line, sizeof(line), "%d%c%s <%s@%s>\r\n", r->code,
-                       i + 1 == n ? ' ' : '-', r->esc, names[i],
-                       session_env.cfg->domain);
-        session_reply_raw(s, line, (size_t)len);
+    size_t dlen = strlen(session_env.cfg->domain), used = 0, fit = 0;
+    const size_t head = 34, frame = 15;     /* the first line; "553-5.1.4 <@>\r\n" */
+    size_t room = buffer_space(&s->out);
+    while (fit < n && head + used + frame + strlen(names[fit]) + dlen <= room)
+        used += frame + strlen(names[fit++]) + dlen;
+    if (fit < 2) {
+        session_reply(s, R_VRFY_AMBIGUOUS);     /* not even two: no list */
+        return;
     }
+    session_reply_more(s, R_VRFY_AMBIGUOUS);
+    for (size_t i = 0; i + 1 < fit; i++)
+        session_reply_more(s, R_VRFY_CANDIDATE, names[i], session_env.cfg->domain);
+    char line[REPLY_LINE_MAX];      /* the last line, counted as one error */
+    size_t len = reply_format(line, sizeof(line), R_VRFY_CANDIDATE, 0,
+                              session_env.cfg->domain, names[fit - 1],
+                              session_env.cfg->domain);
+    session_reply_raw(s, line, len);
     s->errors++;
+}
+
+/* --vrfy: on answers anyone, auth only a logged-in client, off no one. */
+static enum reply_id vrfy_refusal(const struct session *s)
+{
+    switch (session_env.cfg->vrfy) {
+    case VRFY_OFF:  return R_VRFY_DISABLED;
+    case VRFY_AUTH: return s->auth_user ? R_OKAY : R_AUTH_REQUIRED;
+    case VRFY_ON:   break;
+    }
+    return R_OKAY;
 }
 
 static void cmd_vrfy(struct session *s, const struct smtp_command *cmd)
 {
-    enum reply_id why = R_BAD_ARGS;
+    enum reply_id why = vrfy_refusal(s);
+    if (why != R_OKAY) {
+        session_reply(s, why);
+        return;
+    }
+    why = R_BAD_ARGS;
     char *name = vrfy_local_part(cmd->arg, &why);
     if (name == NULL) {
         session_reply(s, why);
         return;
     }
-    static char found[VRFY_MAX_CANDIDATES][MAILDIR_NAME_MAX + 1];
+    char found[VRFY_MAX_CANDIDATES][MAILDIR_NAME_MAX + 1];
     int n = 0;
     if (mailbox_known(name))
         session_reply(s, R_VRFY_OK, name, session_env.cfg->domain);
@@ -437,10 +465,11 @@ static void auth_finish(struct session *s, const char *user, const char *pass)
     login_begin(s, user, pass);
 }
 
-/* Decodes one base64 SASL response into a static buffer, NUL-terminated. */
-static char *auth_decode(struct session *s, const char *b64, size_t len, size_t *out)
+/* Decodes one base64 SASL response into the caller's buffer (at least
+ * AUTH_DECODED_MAX + 1 bytes), NUL-terminated. The caller wipes it. */
+static char *auth_decode(struct session *s, const char *b64, size_t len,
+                         uint8_t *decoded, size_t *out)
 {
-    static uint8_t decoded[AUTH_DECODED_MAX + 1];
     if (auth_base64_decode(b64, len, decoded, AUTH_DECODED_MAX, out) < 0) {
         s->auth_step = AUTH_NONE;
         session_set_state(s, ST_READY);
@@ -451,17 +480,21 @@ static char *auth_decode(struct session *s, const char *b64, size_t len, size_t 
     return (char *)decoded;
 }
 
+/* explicit_bzero: a plain memset of a buffer about to die is removed by
+ * the optimiser, and the password would stay on the stack. */
 static void auth_plain(struct session *s, const char *b64, size_t len)
 {
+    uint8_t decoded[AUTH_DECODED_MAX + 1];
     char user[256], pass[256];
     size_t n;
-    char *msg = auth_decode(s, b64, len, &n);
+    char *msg = auth_decode(s, b64, len, decoded, &n);
     if (msg == NULL)
         return;
     if (auth_plain_split((uint8_t *)msg, n, user, sizeof(user), pass, sizeof(pass)) < 0)
         user[0] = pass[0] = '\0';   /* malformed: fails like a wrong password */
     auth_finish(s, user, pass);
-    memset(pass, 0, sizeof(pass));
+    explicit_bzero(pass, sizeof(pass));
+    explicit_bzero(decoded, sizeof(decoded));
 }
 
 static void auth_challenge(struct session *s, enum auth_step step, const char *text)
@@ -473,13 +506,26 @@ static void auth_challenge(struct session *s, enum auth_step step, const char *t
 
 static void auth_login_user(struct session *s, const char *b64, size_t len)
 {
+    uint8_t decoded[AUTH_DECODED_MAX + 1];
     size_t n;
-    char *user = auth_decode(s, b64, len, &n);
+    char *user = auth_decode(s, b64, len, decoded, &n);
     if (user == NULL)
         return;
     free(s->auth_login_user);
     s->auth_login_user = strdup(user);
+    explicit_bzero(decoded, n);
     auth_challenge(s, AUTH_LOGIN_PASS, "UGFzc3dvcmQ6");     /* "Password:" */
+}
+
+static void auth_login_pass(struct session *s, const char *b64, size_t len)
+{
+    uint8_t decoded[AUTH_DECODED_MAX + 1];
+    size_t n;
+    char *pass = auth_decode(s, b64, len, decoded, &n);
+    if (pass == NULL)
+        return;
+    auth_finish(s, s->auth_login_user ? s->auth_login_user : "", pass);
+    explicit_bzero(decoded, sizeof(decoded));
 }
 
 void commands_auth_line(struct session *s, char *line, size_t len)
@@ -492,8 +538,6 @@ void commands_auth_line(struct session *s, char *line, size_t len)
         session_reply(s, R_AUTH_CANCELLED);
         return;
     }
-    size_t n;
-    char *pass;
     switch (s->auth_step) {
     case AUTH_PLAIN_WAIT:
         auth_plain(s, line, len);
@@ -502,17 +546,14 @@ void commands_auth_line(struct session *s, char *line, size_t len)
         auth_login_user(s, line, len);
         break;
     case AUTH_LOGIN_PASS:
-        pass = auth_decode(s, line, len, &n);
-        if (pass) {
-            auth_finish(s, s->auth_login_user ? s->auth_login_user : "", pass);
-            memset(pass, 0, n);
-        }
+        auth_login_pass(s, line, len);
         break;
     case AUTH_NONE:
         session_set_state(s, ST_READY);
         session_reply(s, R_BAD_SEQUENCE);
         break;
     }
+    explicit_bzero(line, len);      /* the base64 is the password too */
 }
 
 static void cmd_auth(struct session *s, const struct smtp_command *cmd)

@@ -74,6 +74,7 @@ static void delivery_opened(void *data, struct maildir_msg *msg, int error)
         s->too_big = false;
         s->write_errno = 0;
         session_set_state(s, ST_DATA);
+        s->message_start = selector_now_ms();
         session_reply(s, R_DATA_GO);
     }
     session_resume(s);
@@ -327,6 +328,20 @@ void delivery_end(struct session *s)
     } else {
         delivery_commit(s, &s->msg);
     }
+}
+
+/* The whole message did not arrive within 10 x -T of its 354 (a client
+ * trickling bytes, each read inside -T): it is dropped with its spool
+ * file, and the client gets 421 4.4.2 and is closed. */
+void delivery_timeout(struct session *s)
+{
+    log_info("%s:%u message %s not complete within %u s (%llu bytes so far), "
+             "dropped, closing", s->ip, s->port, s->msg.id,
+             SESSION_MESSAGE_TIMEOUTS * session_env.cfg->timeout_s,
+             (unsigned long long)s->body_size);
+    maildir_msg_abort(&s->msg);
+    session_reset_transaction(s);
+    session_reply(s, R_MESSAGE_TIMEOUT);
 }
 
 void delivery_abandon(struct session *s)

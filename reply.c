@@ -1,7 +1,8 @@
 /*
- * reply.c - the reply table: what the server says, and with which codes,
- * and session_reply(), which formats a row into a session's output buffer
- * and counts errors in a row. Handlers name a row (session_reply(s,
+ * reply.c - the reply table: what the server says, and with which codes;
+ * reply_format(), the one formatter of a reply line (pure, clamped); and
+ * session_reply(), which puts a formatted row into a session's output
+ * buffer and counts errors in a row. Handlers name a row (session_reply(s,
  * R_NEED_MAIL)); nothing else in the program writes a reply code.
  */
 #include <stdarg.h>
@@ -18,6 +19,7 @@ const struct reply replies[R_COUNT] = {
     [R_TLS_GO]           = { 220, "2.0.0", "Ready to start TLS" },
     [R_BYE]              = { 221, "2.0.0", "Bye" },
     [R_HELO]             = { 250, NULL,    "%s" },
+    [R_EHLO_KEYWORD]     = { 250, NULL,    "%s" },
     [R_OKAY]               = { 250, "2.0.0", "Ok" },
     [R_SENDER_OK]        = { 250, "2.1.0", "Sender ok" },
     [R_RCPT_OK]          = { 250, "2.1.5", "Recipient ok" },
@@ -31,6 +33,7 @@ const struct reply replies[R_COUNT] = {
     [R_SHUTDOWN]         = { 421, "4.3.0", "%s Service shutting down" },
     [R_TOO_MANY_CLIENTS] = { 421, "4.3.2", "%s Too many connections, try later" },
     [R_IDLE_TIMEOUT]     = { 421, "4.4.2", "%s Idle timeout, closing connection" },
+    [R_MESSAGE_TIMEOUT]  = { 421, "4.4.2", "%s Message took too long, closing connection" },
     [R_TOO_MANY_ERRORS]  = { 421, "4.7.0", "%s Too many errors, closing connection" },
     [R_LOCAL_ERROR]      = { 451, "4.3.0", "Local error in processing" },
     [R_NO_SPACE]         = { 452, "4.3.1", "Insufficient system storage" },
@@ -47,6 +50,7 @@ const struct reply replies[R_COUNT] = {
     [R_AUTH_CANCELLED]   = { 501, "5.7.0", "Authentication cancelled" },
     [R_BAD_BASE64]       = { 501, "5.5.2", "Invalid base64 data" },
     [R_EXPN]             = { 502, "5.5.1", "EXPN not available" },
+    [R_VRFY_DISABLED]    = { 502, "5.5.1", "VRFY command is disabled" },
     [R_BAD_SEQUENCE]     = { 503, "5.5.1", "Bad sequence of commands" },
     [R_NEED_MAIL]        = { 503, "5.5.1", "MAIL first" },
     [R_NEED_RCPT]        = { 503, "5.5.1", "RCPT first" },
@@ -61,8 +65,70 @@ const struct reply replies[R_COUNT] = {
     [R_RELAY_DENIED]     = { 550, "5.7.1", "Relay access denied" },
     [R_TOO_BIG]          = { 552, "5.3.4", "Message too big" },
     [R_VRFY_AMBIGUOUS]   = { 553, "5.1.4", "Ambiguous; candidates:" },
+    [R_VRFY_CANDIDATE]   = { 553, "5.1.4", "<%s@%s>" },
     [R_BAD_PARAM]        = { 555, "5.5.4", "Unsupported parameter" },
 };
+
+/* ---- the formatter --------------------------------------------------- */
+
+/* Appends at *n, never past room: snprintf's "would have written" is
+ * clamped, so *n never passes room and the next step's size never wraps. */
+static void reply_put(char *buf, size_t room, size_t *n, const char *fmt, ...)
+{
+    if (*n >= room)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int w = vsnprintf(buf + *n, room - *n + 1, fmt, ap);
+    va_end(ap);
+    if (w > 0)
+        *n += (size_t)w < room - *n ? (size_t)w : room - *n;
+}
+
+static void reply_vput(char *buf, size_t room, size_t *n, const char *fmt,
+                       va_list ap)
+{
+    if (*n >= room)
+        return;
+    int w = vsnprintf(buf + *n, room - *n + 1, fmt, ap);
+    if (w > 0)
+        *n += (size_t)w < room - *n ? (size_t)w : room - *n;
+}
+
+size_t reply_vformat(char *buf, size_t cap, enum reply_id id, unsigned flags,
+                     const char *domain, va_list ap)
+{
+    char line[REPLY_LINE_MAX + 1];      /* room for vsnprintf's NUL */
+    size_t room = (cap < REPLY_LINE_MAX ? cap : REPLY_LINE_MAX);
+    if (room < 6 || (unsigned)id >= R_COUNT)
+        return 0;
+    room -= 2;                          /* the CRLF always fits */
+    const struct reply *r = &replies[id];
+    size_t n = 0;
+    reply_put(line, room, &n, "%03d%c", r->code, (flags & REPLY_MORE) ? '-' : ' ');
+    if (r->esc)
+        reply_put(line, room, &n, "%s ", r->esc);
+    if (r->code == 421)     /* every 421 text starts with the domain */
+        reply_put(line, room, &n, r->text, domain ? domain : "");
+    else
+        reply_vput(line, room, &n, r->text, ap);
+    for (size_t i = 0; i < n; i++)
+        if (line[i] == '\r' || line[i] == '\n' || line[i] == '\0')
+            line[i] = ' ';
+    memcpy(buf, line, n);
+    memcpy(buf + n, "\r\n", 2);
+    return n + 2;
+}
+
+size_t reply_format(char *buf, size_t cap, enum reply_id id, unsigned flags,
+                    const char *domain, ...)
+{
+    va_list ap;
+    va_start(ap, domain);
+    size_t n = reply_vformat(buf, cap, id, flags, domain, ap);
+    va_end(ap);
+    return n;
+}
 
 /* ---- replies ---------------------------------------------------------- */
 
@@ -98,23 +164,24 @@ static enum reply_id session_count_error(struct session *s, enum reply_id id)
 void session_reply(struct session *s, enum reply_id id, ...)
 {
     id = session_count_error(s, id);
-    const struct reply *r = &replies[id];
-    char line[SESSION_REPLY_MAX];
-    int n = snprintf(line, sizeof(line), "%d ", r->code);
-    if (r->esc)
-        n += snprintf(line + n, sizeof(line) - (size_t)n, "%s ", r->esc);
+    char line[REPLY_LINE_MAX];
     va_list ap;
     va_start(ap, id);
-    if (r->code == 421)     /* every 421 text starts with the domain */
-        n += snprintf(line + n, sizeof(line) - (size_t)n, r->text,
-                      session_env.cfg->domain);
-    else
-        n += vsnprintf(line + n, sizeof(line) - (size_t)n, r->text, ap);
+    size_t n = reply_vformat(line, sizeof(line), id, 0, session_env.cfg->domain, ap);
     va_end(ap);
-    if (n > (int)sizeof(line) - 3)
-        n = (int)sizeof(line) - 3;
-    memcpy(line + n, "\r\n", 2);
-    session_out(s, line, (size_t)n + 2);
-    if (r->code == 421 || r->code == 221)
+    session_out(s, line, n);
+    if (replies[id].code == 421 || replies[id].code == 221)
         session_close_after_flush(s);
+}
+
+/* One line of a multi-line reply ("NNN-"): no error count, no close. */
+void session_reply_more(struct session *s, enum reply_id id, ...)
+{
+    char line[REPLY_LINE_MAX];
+    va_list ap;
+    va_start(ap, id);
+    size_t n = reply_vformat(line, sizeof(line), id, REPLY_MORE,
+                             session_env.cfg->domain, ap);
+    va_end(ap);
+    session_out(s, line, n);
 }

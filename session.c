@@ -91,6 +91,7 @@ void session_reset_transaction(struct session *s)
     s->sender = NULL;
     session_free_rcpts(s);
     s->body_size = 0;
+    s->message_start = 0;
     s->too_big = false;
     s->write_errno = 0;
     if (s->state & (ST_MAIL | ST_RCPT | ST_DATA | ST_WAIT))
@@ -267,6 +268,37 @@ static uint64_t session_timeout_ms(void)
     return (uint64_t)session_env.cfg->timeout_s * 1000;
 }
 
+/* The idle limit now: -T, or for a TLS handshake at most 10 s (a silent
+ * TLS client would otherwise hold its memory for the whole -T). */
+static uint64_t session_idle_limit_ms(const struct session *s)
+{
+    uint64_t t = session_timeout_ms();
+    if ((s->t.handshaking || s->tls_starting) && t > SESSION_TLS_HANDSHAKE_MS)
+        return SESSION_TLS_HANDSHAKE_MS;
+    return t;
+}
+
+/* When a message in DATA runs out of time (0: none in DATA). */
+static uint64_t session_message_deadline(const struct session *s)
+{
+    if (s->state != ST_DATA || s->message_start == 0 || s->closing)
+        return 0;
+    return s->message_start + SESSION_MESSAGE_TIMEOUTS * session_timeout_ms();
+}
+
+/* Arms the timer for whichever comes first: the idle limit or the end
+ * of the message's time. */
+void session_timer_rearm(struct session *s)
+{
+    uint64_t now = selector_now_ms(), idle = now - s->last_activity;
+    uint64_t limit = session_idle_limit_ms(s);
+    uint64_t ms = idle < limit ? limit - idle : 0;
+    uint64_t end = session_message_deadline(s);
+    if (end && (end <= now || end - now < ms))
+        ms = end > now ? end - now : 0;
+    selector_timer_set(session_env.sel, &s->timer, ms);
+}
+
 /* The timer is armed once per timeout period, not per read: activity only
  * moves last_activity, and an early expiry re-arms for the rest. */
 static void session_on_timer(struct selector *sel, void *data)
@@ -278,15 +310,20 @@ static void session_on_timer(struct selector *sel, void *data)
         session_close(s);
         return;
     }
-    uint64_t idle = selector_now_ms() - s->last_activity;
-    uint64_t limit = session_timeout_ms();
-    if (idle < limit) {
-        selector_timer_set(sel, &s->timer, limit - idle);
+    uint64_t end = session_message_deadline(s);
+    if (end && selector_now_ms() >= end) {
+        delivery_timeout(s);
+        session_flush(s);
+        return;
+    }
+    uint64_t limit = session_idle_limit_ms(s);
+    if (selector_now_ms() - s->last_activity < limit) {
+        session_timer_rearm(s);
         return;
     }
     if (s->t.handshaking || s->tls_starting) {  /* no plaintext 421 now */
-        log_info("%s:%u TLS handshake not done within %u s, closing", s->ip,
-                 s->port, session_env.cfg->timeout_s);
+        log_info("%s:%u TLS handshake not done within %llu s, closing", s->ip,
+                 s->port, (unsigned long long)(limit / 1000));
         session_close(s);
         return;
     }
@@ -529,7 +566,7 @@ void session_start(int fd, const struct sockaddr_storage *ss, bool tls)
         return;
     }
     if (tls) {      /* the greeting comes after the handshake */
-        selector_timer_set(session_env.sel, &s->timer, session_timeout_ms());
+        session_timer_rearm(s);
         return;
     }
     session_greet(s);

@@ -24,6 +24,7 @@ void session_start_tls(struct session *s)
     buffer_reset(&s->in);
     memset(&s->lines, 0, sizeof(s->lines));
     s->tls_starting = true;
+    session_timer_rearm(s);     /* the handshake's shorter limit */
 }
 
 /* One step of the handshake; once it is done the session goes on (and,
@@ -105,8 +106,8 @@ static void session_tls_after_proxy(struct session *s,
         session_close(s);
         return;
     }
-    selector_timer_set(session_env.sel, &s->timer,
-                       (uint64_t)session_env.cfg->timeout_s * 1000);
+    s->last_activity = selector_now_ms();
+    session_timer_rearm(s); /* the handshake's limit, from now */
     session_tls_step(s);    /* the ClientHello may be waiting already */
 }
 

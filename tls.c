@@ -62,13 +62,27 @@ static void tls_on_info(const SSL *ssl, int where, int ret)
                  SSL_get_fd(ssl));
 }
 
-/* Protocol floor, no client renegotiation, small idle sessions. */
+/* TLS 1.2 suites: AEAD with forward secrecy only (ECDHE with AES-GCM or
+ * ChaCha20-Poly1305, as Mozilla's "intermediate" profile): no CBC (the
+ * LUCKY13 family), no static RSA key exchange. TLS 1.3 keeps OpenSSL's
+ * own list, which is all AEAD with forward secrecy. */
+#define TLS12_CIPHERS \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
+/* Protocol floor, AEAD suites, no client renegotiation, small idle
+ * sessions. NULL when OpenSSL refuses a setting. */
 static SSL_CTX *tls_ctx_new(void)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == NULL)
         return NULL;
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1
+        || SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION
                         | SSL_OP_CIPHER_SERVER_PREFERENCE
                         | SSL_OP_IGNORE_UNEXPECTED_EOF);

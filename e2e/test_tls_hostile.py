@@ -260,3 +260,104 @@ def test_tls_sessions_under_valgrind(valgrind_bin, start_server, certs):
     report = valgrind_bin.read_text(errors="replace")
     assert code == 0, report
     assert report.strip() == "", report
+
+
+# ---- TLS 1.2: AEAD suites with forward secrecy only ----------------------
+
+def rsa_cert(directory):
+    """(cert, key): a self-signed RSA 2048 certificate, so that the static
+    RSA and ECDHE-RSA suites could be chosen if the server offered them."""
+    cert = str(directory / "rsa.crt")
+    key = str(directory / "rsa.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                    "-keyout", key, "-out", cert, "-days", "30",
+                    "-subj", "/CN=localhost"],
+                   check=True, capture_output=True, timeout=120)
+    return cert, key
+
+
+def s_client(port, *args):
+    """(exit code, output) of one openssl s_client handshake on the
+    implicit-TLS port; its input ends at once, so it leaves after it."""
+    openssl = need_tool("openssl")
+    p = subprocess.run([openssl, "s_client", "-connect", "127.0.0.1:%d" % port,
+                        "-servername", "localhost"] + list(args),
+                       input=b"", capture_output=True, timeout=60)
+    return p.returncode, (p.stdout + p.stderr).decode("latin-1")
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ecdsa"])
+def test_tls12_offers_only_aead_with_forward_secrecy(start_server, certs,
+                                                     tmp_path, kind):
+    """LUCKY13 and friends: no CBC suite (with or without ECDHE) and no
+    static RSA key exchange is accepted in TLS 1.2; ECDHE with AES-GCM or
+    ChaCha20-Poly1305 is, and TLS 1.3 as OpenSSL has it."""
+    need_tool("openssl")
+    cert, key = rsa_cert(tmp_path) if kind == "rsa" else certs["a"]
+    au = "RSA" if kind == "rsa" else "ECDSA"
+    srv = start_server("--tls-cert", cert, "--tls-key", key,
+                       "--smtps-port", str(free_port()))
+    port = smtps_port(srv)
+    refused = ["ECDHE-%s-AES128-SHA" % au, "ECDHE-%s-AES256-SHA384" % au]
+    if kind == "rsa":
+        refused += ["AES128-SHA", "AES128-GCM-SHA256", "AES256-SHA256"]
+    for suite in refused:
+        code, out = s_client(port, "-tls1_2", "-cipher", suite)
+        assert code != 0, (suite, out[-1500:])
+        assert "Cipher is %s" % suite not in out, (suite, out[-1500:])
+    for suite in ["ECDHE-%s-AES128-GCM-SHA256" % au,
+                  "ECDHE-%s-AES256-GCM-SHA384" % au,
+                  "ECDHE-%s-CHACHA20-POLY1305" % au]:
+        code, out = s_client(port, "-tls1_2", "-cipher", suite)
+        assert code == 0, (suite, out[-1500:])
+        assert "Cipher is %s" % suite in out, (suite, out[-1500:])
+    code, out = s_client(port, "-tls1_3")
+    assert code == 0 and "TLSv1.3" in out, out[-1500:]
+    wait_log(srv, "TLS handshake failed: ")
+    still_serves(srv)
+
+
+# ---- a 10 s handshake deadline (or -T if shorter) -------------------------
+
+def test_silent_tls_client_closed_at_the_handshake_deadline(start_server,
+                                                            certs):
+    """-T 300: a client on the implicit-TLS port that sends nothing is
+    closed after 10 s, not 300, and the log says so."""
+    srv = tls_server(start_server, certs)
+    before = settled_fds(srv)
+    sock = socket.create_connection(("127.0.0.1", smtps_port(srv)))
+    assert closed_by_server(sock, 60)
+    sock.close()
+    wait_log(srv, "TLS handshake not done within 10 s, closing")
+    assert_no_fd_leak(srv, before)
+    still_serves(srv)
+
+
+@pytest.mark.parametrize("where", ["smtps", "starttls"])
+def test_handshake_deadline_is_t_when_shorter(start_server, certs, where):
+    """-T 3: the handshake's limit is -T, for implicit TLS and STARTTLS."""
+    srv = tls_server(start_server, certs, "-T", "3")
+    before = settled_fds(srv)
+    if where == "smtps":
+        sock = socket.create_connection(("127.0.0.1", smtps_port(srv)))
+    else:
+        c = TlsClient(srv.port)
+        c.greet()
+        assert c.cmd("STARTTLS") == "220 2.0.0 Ready to start TLS"
+        sock = c.sock
+    assert closed_by_server(sock, 60)
+    sock.close()
+    wait_log(srv, "TLS handshake not done within 3 s, closing")
+    assert_no_fd_leak(srv, before)
+
+
+def test_silent_client_after_starttls_closed_after_10_s(start_server, certs):
+    """-T 300: a client that says STARTTLS and then nothing is closed
+    after the 10 s handshake deadline too."""
+    srv = tls_server(start_server, certs)
+    c = TlsClient(srv.port)
+    c.greet()
+    assert c.cmd("STARTTLS") == "220 2.0.0 Ready to start TLS"
+    assert closed_by_server(c.sock, 60)
+    c.close()
+    wait_log(srv, "TLS handshake not done within 10 s, closing")

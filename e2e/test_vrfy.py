@@ -108,3 +108,68 @@ def test_vrfy_does_not_disturb_a_transaction(srv, connect):
     assert c.cmd("MAIL FROM:<a@b.test>").startswith("250 2.1.0")
     assert c.cmd("VRFY alice").startswith("250 2.1.5")
     assert c.cmd("RCPT TO:<alice@localhost>").startswith("250 2.1.5")
+
+
+# ---- --vrfy on|auth|off ------------------------------------------------
+
+def login(c, user, password):
+    from conftest import b64
+    assert c.cmd("AUTH PLAIN " + b64("\0%s\0%s" % (user, password))) == (
+        "235 2.7.0 Authentication successful")
+
+
+def test_vrfy_on_answers_anyone(start_server, connect):
+    srv = start_server("--vrfy", "on", *USERS)
+    c = greeted(connect, srv)
+    assert c.cmd("VRFY alice") == "250 2.1.5 <alice@localhost>"
+    assert c.cmd("VRFY nobody") == "550 5.1.1 No such user here"
+
+
+def test_vrfy_auth_answers_only_after_login(start_server, connect):
+    srv = start_server("--vrfy", "auth", *USERS)
+    c = greeted(connect, srv)
+    assert c.cmd("VRFY alice") == "530 5.7.0 Authentication required"
+    assert c.cmd("VRFY al") == "530 5.7.0 Authentication required"
+    assert c.cmd("VRFY nobody") == "530 5.7.0 Authentication required"
+    login(c, "alice", "x")
+    assert c.cmd("VRFY alice") == "250 2.1.5 <alice@localhost>"
+    assert c.cmd("VRFY nobody") == "550 5.1.1 No such user here"
+
+
+def test_vrfy_off_answers_no_one(start_server, connect):
+    srv = start_server("--vrfy", "off", *USERS)
+    c = greeted(connect, srv)
+    assert c.cmd("VRFY alice") == "502 5.5.1 VRFY command is disabled"
+    assert c.cmd("VRFY al") == "502 5.5.1 VRFY command is disabled"
+    login(c, "alice", "x")
+    assert c.cmd("VRFY alice") == "502 5.5.1 VRFY command is disabled"
+    assert c.cmd("NOOP") == "250 2.0.0 Ok"
+
+
+def test_vrfy_bad_value_exits_2(tmp_path):
+    import subprocess
+    from conftest import SMTPD_BIN
+    p = subprocess.run([SMTPD_BIN, "--vrfy", "maybe", "-f", str(tmp_path)],
+                       capture_output=True, text=True, timeout=10)
+    assert p.returncode == 2
+    assert "bad --vrfy 'maybe'" in p.stderr, p.stderr
+
+
+def test_vrfy_ambiguous_with_longest_domain_fits(start_server, connect):
+    """A 255-byte -d: the 553 lists what fits in the output buffer, each
+    line whole, and the session goes on."""
+    domain = ".".join(c * 63 for c in "abcd")
+    names = ["al%02d" % i + "x" * 58 for i in range(10)]
+    args = []
+    for n in names:
+        args += ["-u", n + ":p"]
+    srv = start_server("-d", domain, *args)
+    c = greeted(connect, srv)
+    c.send("VRFY al\r\n")
+    lines = raw_reply(c)
+    assert lines[0] == "553-5.1.4 Ambiguous; candidates:", lines
+    assert len(lines) >= 3, lines
+    for i, line in enumerate(lines[1:]):
+        sep = " " if i == len(lines) - 2 else "-"
+        assert line == "553%s5.1.4 <%s@%s>" % (sep, names[i], domain), line
+    assert c.cmd("NOOP") == "250 2.0.0 Ok"

@@ -15,6 +15,9 @@
 #define MONITOR_TOKEN_LEN 8
 #define DEFAULT_MONITOR_TOKEN "smtpd"
 
+/* --vrfy: who gets an answer to VRFY */
+enum vrfy_mode { VRFY_ON, VRFY_AUTH, VRFY_OFF };
+
 struct user {
     char *name;     /* lowercase local-part (malloc'd) */
     char *pass;     /* malloc'd; blanked in argv so ps does not show it */
@@ -48,6 +51,7 @@ struct config {
     int require_tls;                        /* --require-tls */
     struct proxy_net proxy_from[ARGS_MAX_ADDRS]; /* --proxy-from */
     size_t n_proxy_from;
+    enum vrfy_mode vrfy;                    /* --vrfy, default VRFY_ON */
 };
 
 /*

@@ -26,6 +26,8 @@
 #define SESSION_REPLY_MAX   512             /* room kept for one reply */
 #define SESSION_MAX_RCPTS   100
 #define SESSION_MAX_ERRORS  10
+#define SESSION_TLS_HANDSHAKE_MS 10000      /* or -T if shorter */
+#define SESSION_MESSAGE_TIMEOUTS 10         /* a message: 10 x -T from its 354 */
 
 /* States are bits so a command table row can list where it is allowed. */
 enum session_state {
@@ -72,6 +74,7 @@ struct session {
 
     struct selector_timer timer;        /* idle timeout */
     uint64_t last_activity;             /* selector_now_ms() */
+    uint64_t message_start;             /* the 354 went out; 0: not in DATA */
     unsigned errors;                    /* erroneous commands in a row */
 
     char addr[INET6_ADDRSTRLEN + 8];    /* "[IPv6:::1]" style for Received */
@@ -117,6 +120,7 @@ void session_refuse(int fd, enum reply_id id, bool tls);
 void session_start_tls(struct session *s);  /* after 220 to STARTTLS */
 void session_reply(struct session *s, enum reply_id id, ...);
 void session_reply_raw(struct session *s, const char *text, size_t len);
+void session_reply_more(struct session *s, enum reply_id id, ...); /* "NNN-" */
 void session_close_after_flush(struct session *s);
 void session_reset_transaction(struct session *s);
 void session_resume(struct session *s);     /* after ST_WAIT ends */
@@ -129,6 +133,7 @@ size_t session_count(void);
 /* session.c, for session_tls.c: the session's own I/O steps */
 void session_process(struct session *s);    /* handle input, write output */
 void session_update_interest(struct session *s);
+void session_timer_rearm(struct session *s);   /* for the nearest limit */
 void session_close(struct session *s);      /* frees it (via on_close) */
 
 /* session_tls.c */
@@ -147,5 +152,6 @@ void delivery_begin(struct session *s);     /* at DATA: 354 or an error follows 
 void delivery_body(struct session *s, const uint8_t *p, size_t n);
 void delivery_end(struct session *s);       /* after <CRLF>.<CRLF> */
 void delivery_abandon(struct session *s);   /* the client left */
+void delivery_timeout(struct session *s);   /* past 10 x -T: 421, dropped */
 
 #endif
