@@ -317,6 +317,7 @@ int main(int argc, char **argv)
     args_parse(argc, argv, &cfg);
     if (log_open(cfg.log_file, cfg.log_level) < 0)
         die_startup("cannot open log file", cfg.log_file);
+    args_load_token_file(&cfg);
     passwd_start(&cfg);
     prepare_tls(&cfg);
     prepare_mailboxes(&cfg);
