@@ -337,7 +337,7 @@ int main(int argc, char **argv)
     selector_set_turn_hook(sel, on_turn, c);
     if (selector_register(sel, signal_pipe[0], &signal_handler, OP_READ, &cfg) < 0
         || selector_register(sel, committer_fd(c), &committer_handler, OP_READ, c) < 0
-        || login_init(sel) < 0 || spool_init(sel) < 0
+        || login_init(sel) < 0 || spool_init(sel) < 0 || passwd_init(sel) < 0
         || open_listeners(sel, &cfg) < 0 || monitor_open(sel, &cfg) < 0) {
         log_error("cannot start; see above");
         return 1;
@@ -355,6 +355,7 @@ int main(int argc, char **argv)
     monitor_close(sel);
     login_shutdown(sel);
     spool_shutdown(sel);
+    passwd_shutdown(sel);
     selector_unregister(sel, committer_fd(c));
     committer_free(c);
     selector_destroy(sel);
