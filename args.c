@@ -6,10 +6,13 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "args.h"
 #include "parser.h"
@@ -24,6 +27,7 @@ static const char usage_text[] =
     "             [--tls-cert FILE [--tls-key FILE] [--smtps-port PORT]\n"
     "              [--require-tls]] [--passwd-file FILE]...\n"
     "             [--proxy-from ADDR[/PREFIX]]... [--vrfy on|auth|off]\n"
+    "             [--monitor-token-file FILE]\n"
     "\n"
     "  -d DOMAIN     local mail domain, also the greeting name (localhost)\n"
     "  -s PORT       SMTP TCP port (2525)\n"
@@ -34,7 +38,9 @@ static const char usage_text[] =
     "  -u USER:PASS  a user who may AUTH; mailbox created at start, repeatable\n"
     "                (for demos: other local users may see PASS at start)\n"
     "  -A            require AUTH before MAIL\n"
-    "  -k TOKEN      monitor token, up to 8 bytes (" DEFAULT_MONITOR_TOKEN ")\n"
+    "  -k TOKEN      monitor token, up to 8 bytes (" DEFAULT_MONITOR_TOKEN ");\n"
+    "                other local users may see it at start: prefer\n"
+    "                --monitor-token-file\n"
     "  -t CMD        transformation command, run as /bin/sh -c CMD (none)\n"
     "  -l FILE       log file, reopened on SIGHUP (standard error)\n"
     "  -L LEVEL      debug, info, warning or error (info)\n"
@@ -61,7 +67,10 @@ static const char usage_text[] =
     "                     (none)\n"
     "  --vrfy on|auth|off VRFY answers anyone, only after AUTH (530 5.7.0\n"
     "                     before), or no one (502 5.5.1); auth or off for a\n"
-    "                     server facing the internet (on)\n";
+    "                     server facing the internet (on)\n"
+    "  --monitor-token-file FILE\n"
+    "                     the monitor token is FILE's first line, up to 8\n"
+    "                     bytes (instead of -k; none)\n";
 
 /* Long options have no letter: their values start above any char. */
 enum {
@@ -69,6 +78,7 @@ enum {
     OPT_TLS_CERT = OPT_FIRST_LONG, OPT_TLS_KEY, OPT_SMTPS_PORT, OPT_REQUIRE_TLS,
     OPT_PASSWD_FILE, OPT_PROXY_FROM,
     OPT_VRFY,
+    OPT_TOKEN_FILE,
 };
 
 static const struct option long_options[] = {
@@ -79,6 +89,7 @@ static const struct option long_options[] = {
     { "passwd-file", required_argument, NULL, OPT_PASSWD_FILE },
     { "proxy-from",  required_argument, NULL, OPT_PROXY_FROM },
     { "vrfy",        required_argument, NULL, OPT_VRFY },
+    { "monitor-token-file", required_argument, NULL, OPT_TOKEN_FILE },
     { NULL, 0, NULL, 0 },
 };
 
@@ -172,13 +183,65 @@ static void args_add_addr(const char **list, size_t *n, const char *addr,
     list[(*n)++] = addr;
 }
 
-static void args_token(struct config *cfg, const char *tok)
+/* Copies -k, then blanks it in argv as args_user does the passwords (a
+ * too long one is not echoed either: it may be the token with a typo). */
+static void args_token(struct config *cfg, char *tok)
 {
-    if (strlen(tok) > MONITOR_TOKEN_LEN)
-        args_die("-k token '%s' is longer than 8 bytes", tok);
+    size_t len = strlen(tok);
+    if (len > MONITOR_TOKEN_LEN)
+        args_die("-k token is longer than 8 bytes%s", "");
     memset(cfg->token, 0, sizeof(cfg->token));
-    memcpy(cfg->token, tok, strlen(tok));
+    memcpy(cfg->token, tok, len);
+    memset(tok, 'x', len);
     cfg->token_is_default = 0;
+}
+
+static _Noreturn void args_token_file_die(const char *path, const char *why)
+{
+    fprintf(stderr, "smtpd: %s: %s\n", path, why);
+    exit(2);
+}
+
+void args_load_token_file(struct config *cfg)
+{
+    const char *path = cfg->token_file;
+    char buf[MONITOR_TOKEN_LEN + 3];        /* token, CR, LF, one more */
+    struct stat st;
+    if (path == NULL)
+        return;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) < 0)
+        args_token_file_die(path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        args_token_file_die(path, "not a regular file");
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) < 0 && errno == EINTR)
+        ;
+    close(fd);
+    if (n < 0)
+        args_token_file_die(path, strerror(errno));
+    size_t len = 0;
+    while (len < (size_t)n && buf[len] != '\n')
+        len++;
+    size_t end = len;
+    if (end > 0 && buf[end - 1] == '\r')
+        end--;                              /* a CRLF file */
+    if (len == (size_t)n && (size_t)n == sizeof buf)
+        end = sizeof buf;                   /* no newline in sight */
+    if (end == 0)
+        args_token_file_die(path, "no token on the first line");
+    if (end > MONITOR_TOKEN_LEN)
+        args_token_file_die(path, "the token on the first line is longer "
+                                  "than 8 bytes");
+    if (memchr(buf, '\0', end))
+        args_token_file_die(path, "NUL byte in the token");
+    memset(cfg->token, 0, sizeof(cfg->token));
+    memcpy(cfg->token, buf, end);
+    explicit_bzero(buf, sizeof buf);
+    cfg->token_is_default = 0;
+    if (st.st_mode & (S_IRGRP | S_IROTH))
+        log_warn("%s: readable by group or others (chmod 600 or 640 with "
+                 "a trusted group)", path);
 }
 
 static void args_proxy_from(struct config *cfg, const char *arg)
@@ -247,6 +310,11 @@ static void args_option(struct config *cfg, int opt, char *arg)
     case OPT_TLS_KEY:     cfg->tls_key = arg; break;
     case OPT_SMTPS_PORT:  cfg->smtps_port = (uint16_t)args_number(arg, 1, 65535, "bad --smtps-port '%s'"); break;
     case OPT_REQUIRE_TLS: cfg->require_tls = 1; break;
+    case OPT_TOKEN_FILE:
+        if (arg[0] == '\0')
+            args_die("empty --monitor-token-file%s", "");
+        cfg->token_file = arg;
+        break;
     case OPT_PASSWD_FILE:
         if (cfg->n_passwd_files == ARGS_MAX_PASSWD_FILES)
             args_die("too many --passwd-file options: '%s'", arg);
@@ -298,6 +366,8 @@ void args_parse(int argc, char **argv, struct config *cfg)
     if (optind < argc)
         args_die("unexpected argument '%s'", argv[optind]);
     args_check_tls(cfg);
+    if (cfg->token_file && !cfg->token_is_default)
+        args_die("-k and --monitor-token-file exclude each other%s", "");
 }
 
 void args_free(struct config *cfg)

@@ -43,6 +43,19 @@ static size_t monitor_nsocks;       /* slots ever used (high-water mark) */
 /* A copy of -k, valid as long as the sockets are. */
 static uint8_t monitor_token[MON_TOKEN_LEN];
 
+/* Refused datagrams (a wrong token, or malformed: bad length, version or
+ * command, no signature, from ourselves) are counted, not logged one by
+ * one: a timer armed by the first of them logs one summary a second
+ * later, so a flood adds one line per second to the log. */
+#define MONITOR_SUMMARY_MS 1000
+static struct selector *monitor_sel;
+static struct selector_timer monitor_summary_timer;
+static struct {
+    uint64_t bad_token, malformed;
+    struct sockaddr_storage last;   /* the latest one's source */
+    socklen_t last_len;
+} monitor_refused;
+
 /* ---- the protocol, no I/O --------------------------------------------- */
 
 /* Compares every byte whatever the first difference, so the time taken
@@ -183,24 +196,62 @@ static void monitor_peer_name(const struct sockaddr_storage *sa,
         snprintf(buf, size, "%s:%s", host, serv);
 }
 
-/* One line per answered request: switches and refusals are worth an
- * admin's attention, reads only at debug level. */
-static void monitor_log(const uint8_t *req, size_t n, const uint8_t *res,
+/* The summary of the refused datagrams counted since the last one. */
+static void monitor_log_refused(struct selector *s, void *data)
+{
+    char peer[NI_MAXHOST + NI_MAXSERV + 4];
+    uint64_t total = monitor_refused.bad_token + monitor_refused.malformed;
+
+    (void)s;
+    (void)data;
+    if (total == 0)
+        return;
+    monitor_peer_name(&monitor_refused.last, monitor_refused.last_len, peer,
+                      sizeof peer);
+    log_info("monitor: %llu datagrams refused in the last second (bad "
+             "token: %llu, malformed: %llu), last from %s",
+             (unsigned long long)total,
+             (unsigned long long)monitor_refused.bad_token,
+             (unsigned long long)monitor_refused.malformed, peer);
+    monitor_refused.bad_token = monitor_refused.malformed = 0;
+}
+
+static void monitor_count_refused(bool bad_token,
+                                  const struct sockaddr_storage *sa,
+                                  socklen_t len)
+{
+    if (bad_token)
+        monitor_refused.bad_token++;
+    else
+        monitor_refused.malformed++;
+    memcpy(&monitor_refused.last, sa, sizeof *sa);
+    monitor_refused.last_len = len;
+    if (monitor_summary_timer.slot == 0 && monitor_sel) {
+        monitor_summary_timer.on_expire = monitor_log_refused;
+        selector_timer_set(monitor_sel, &monitor_summary_timer,
+                           MONITOR_SUMMARY_MS);
+    }
+}
+
+/* Switches are worth an admin's attention, reads are logged at debug
+ * level, refusals only counted for the summary. */
+static void monitor_log(const uint8_t *req, const uint8_t *res,
                         const struct sockaddr_storage *sa, socklen_t len)
 {
     char peer[NI_MAXHOST + NI_MAXSERV + 4];
     uint8_t status = res[MON_RES_STATUS];
-    int cmd = n == MON_REQUEST_LEN ? req[MON_REQ_CMD] : -1;
 
+    if (status != MON_OK) {
+        monitor_count_refused(status == MON_AUTH_FAILED, sa, len);
+        return;
+    }
+    int cmd = req[MON_REQ_CMD];         /* a 14-byte request: it passed */
     monitor_peer_name(sa, len, peer, sizeof peer);
-    if (status == MON_OK && (cmd == MON_CMD_ON || cmd == MON_CMD_OFF))
+    if (cmd == MON_CMD_ON || cmd == MON_CMD_OFF)
         log_info("monitor: %s switched transformations %s", peer,
                  res[MON_RES_BOOL] ? "ON" : "OFF");
-    else if (status == MON_AUTH_FAILED)
-        log_info("monitor: %s sent a wrong token", peer);
     else
-        log_debug("monitor: %s datagram of %zu bytes, command %d, status %u",
-                  peer, n, cmd, (unsigned)status);
+        log_debug("monitor: %s asked for command %d", peer, cmd);
 }
 
 /* The port of an IPv4 or IPv6 address, host order; 0 for anything else. */
@@ -254,16 +305,10 @@ static void monitor_answer(const struct monitor_sock *ms, const uint8_t *req,
     if (monitor_from_ourselves(ms, sa)
         || monitor_handle(req, n, monitor_token, res) == 0) {
         stats.monitor_dropped++;
-        if (stats.monitor_dropped % 1000 == 1) {
-            char peer[NI_MAXHOST + NI_MAXSERV + 4];
-            monitor_peer_name(sa, len, peer, sizeof peer);
-            log_info("monitor: dropped a datagram of %zu bytes from %s "
-                     "(%llu dropped so far)", n, peer,
-                     (unsigned long long)stats.monitor_dropped);
-        }
+        monitor_count_refused(false, sa, len);
         return;
     }
-    monitor_log(req, n, res, sa, len);
+    monitor_log(req, res, sa, len);
     if (sendto(ms->fd, res, sizeof res, MSG_DONTWAIT,
                (const struct sockaddr *)sa, len) < 0)
         log_debug("monitor: sendto: %s", strerror(errno));
@@ -455,6 +500,7 @@ int monitor_open(struct selector *s, const struct config *cfg)
     int bound = 0;
 
     memcpy(monitor_token, cfg->token, MON_TOKEN_LEN);
+    monitor_sel = s;
     snprintf(port, sizeof port, "%u", (unsigned)cfg->monitor_port);
     for (size_t i = 0; i < n; i++) {
         int r = monitor_add(s, addrs[i], port, !given,
@@ -474,6 +520,9 @@ int monitor_open(struct selector *s, const struct config *cfg)
 
 void monitor_close(struct selector *s)
 {
+    selector_timer_cancel(s, &monitor_summary_timer);
+    monitor_log_refused(s, NULL);       /* the count of the last second */
+    monitor_sel = NULL;
     for (size_t i = 0; i < monitor_nsocks; i++) {
         int fd = monitor_socks[i].fd;
         if (fd >= 0 && selector_unregister(s, fd) < 0) {

@@ -326,6 +326,7 @@ int main(int argc, char **argv)
     args_parse(argc, argv, &cfg);
     if (log_open(cfg.log_file, cfg.log_level) < 0)
         die_startup("cannot open log file", cfg.log_file);
+    args_load_token_file(&cfg);
     passwd_start(&cfg);
     prepare_tls(&cfg);
     prepare_mailboxes(&cfg);
@@ -345,7 +346,7 @@ int main(int argc, char **argv)
     selector_set_turn_hook(sel, on_turn, c);
     if (selector_register(sel, signal_pipe[0], &signal_handler, OP_READ, &cfg) < 0
         || selector_register(sel, committer_fd(c), &committer_handler, OP_READ, c) < 0
-        || login_init(sel) < 0 || spool_init(sel) < 0
+        || login_init(sel) < 0 || spool_init(sel) < 0 || passwd_init(sel) < 0
         || open_listeners(sel, &cfg) < 0 || monitor_open(sel, &cfg) < 0) {
         log_error("cannot start; see above");
         return 1;
@@ -363,6 +364,7 @@ int main(int argc, char **argv)
     monitor_close(sel);
     login_shutdown(sel);
     spool_shutdown(sel);
+    passwd_shutdown(sel);
     selector_unregister(sel, committer_fd(c));
     committer_free(c);
     selector_destroy(sel);

@@ -39,6 +39,7 @@ struct config {
     int require_auth;                       /* -A */
     uint8_t token[MONITOR_TOKEN_LEN];       /* -k, NUL-padded */
     int token_is_default;
+    const char *token_file;                 /* --monitor-token-file */
     const char *transform_cmd;              /* -t, NULL = none */
     const char *log_file;                   /* -l, NULL = stderr */
     enum log_level log_level;               /* -L */
@@ -60,6 +61,12 @@ struct config {
  * needs no I/O; smtpd.c checks the log file and mailbox root next.
  */
 void args_parse(int argc, char **argv, struct config *cfg);
+
+/* --monitor-token-file: reads the token from the file's first line into
+ * cfg->token (after log_open: a file that group or others may read is
+ * warned about in the log). On an error prints "smtpd: FILE: reason"
+ * and exits 2. Does nothing without the option. */
+void args_load_token_file(struct config *cfg);
 
 /* Frees what args_parse allocated (the users). */
 void args_free(struct config *cfg);

@@ -1,7 +1,7 @@
 /*
  * passwd.h - the users who may log in: every -u user and every line of
- * the --passwd-file files, as one table that SIGHUP rebuilds. Loop thread
- * only.
+ * the --passwd-file files, as one table that SIGHUP rebuilds. Called on
+ * the loop thread only; a reload reads the files on a thread of its own.
  */
 #ifndef PASSWD_H
 #define PASSWD_H
@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "args.h"
+#include "selector.h"
 #include "users.h"
 
 /* Loads the files and -u users, warning in the log where warranted. On
@@ -19,9 +20,20 @@ void passwd_start(const struct config *cfg);
 /* Creates every user's mailbox (the root must exist); exits 2 on error. */
 void passwd_start_mailboxes(void);
 
-/* SIGHUP: reads the files again. A bad file keeps the users as they were
- * and logs why; new users get their mailbox. 0, or -1 when kept. */
-int passwd_reload(void);
+/* The reload thread, its eventfd watched by sel. 0, or -1 with errno. */
+int passwd_init(struct selector *sel);
+
+/* Waits for a reload under way (its result is dropped), stops the thread. */
+void passwd_shutdown(struct selector *sel);
+
+/*
+ * SIGHUP: rereads the files on the reload thread (each must be a regular
+ * file, not empty, with users, unchanged while read); new users get their
+ * mailbox there too, then the loop swaps the table in. A failed reload
+ * keeps the users as they were, logs why, and is tried again once a
+ * second for 10 s. A SIGHUP during a reload runs another one after it.
+ */
+void passwd_reload(void);
 
 /* The entry of user name (any case), or NULL. */
 const struct users_entry *passwd_find(const char *name);
