@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -171,6 +172,23 @@ static size_t raise_fd_limit(void)
                                                                 : (size_t)rl.rlim_cur;
 }
 
+/* Says which it is: a root that exists but cannot be written in, one
+ * that is not a directory, or one that could not be made. */
+static _Noreturn void die_root(const char *root)
+{
+    struct stat st;
+    int saved = errno;
+    if (stat(root, &st) == 0 && !S_ISDIR(st.st_mode))
+        fprintf(stderr, "smtpd: the mailbox root %s is not a directory\n", root);
+    else if (stat(root, &st) == 0)
+        fprintf(stderr, "smtpd: cannot write in the mailbox root %s: %s\n",
+                root, strerror(saved));
+    else
+        fprintf(stderr, "smtpd: cannot create the mailbox root %s: %s\n",
+                root, strerror(saved));
+    exit(2);
+}
+
 /* The root as resolved at start: -f may name a link, nothing below it
  * may be one (maildir.h). */
 static char *resolved_root;
@@ -178,7 +196,7 @@ static char *resolved_root;
 static void prepare_mailboxes(struct config *cfg)
 {
     if (maildir_root_init(cfg->root) < 0)
-        die_startup("cannot create the mailbox root", cfg->root);
+        die_root(cfg->root);
     resolved_root = realpath(cfg->root, NULL);
     if (resolved_root == NULL)
         die_startup("cannot resolve the mailbox root", cfg->root);

@@ -93,8 +93,24 @@ static SSL_CTX *tls_ctx_new(void)
     return ctx;
 }
 
-static SSL_CTX *tls_load(const char *cert, const char *key, char *err, size_t len)
+/* The key would not load. Without --tls-key it was looked for in the
+ * certificate file: say so, rather than name a flag the user never gave. */
+static void tls_key_error(const char *cert, const char *key, char *err,
+                          size_t len)
 {
+    if (key == NULL)
+        snprintf(err, len, "--tls-cert %s: no private key in it (give the "
+                 "key file with --tls-key): %s", cert, tls_error_reason());
+    else
+        snprintf(err, len, "--tls-key %s: cannot use it with the certificate "
+                 "%s: %s", key, cert, tls_error_reason());
+}
+
+/* key NULL: the key is in the certificate file. */
+static SSL_CTX *tls_load(const char *cert, const char *key_arg, char *err,
+                         size_t len)
+{
+    const char *key = key_arg ? key_arg : cert;
     if (!tls_file_readable(cert, "--tls-cert", err, len)
         || !tls_file_readable(key, "--tls-key", err, len))
         return NULL;
@@ -105,8 +121,7 @@ static SSL_CTX *tls_load(const char *cert, const char *key, char *err, size_t le
         snprintf(err, len, "--tls-cert %s: cannot load the certificate: %s",
                  cert, tls_error_reason());
     else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
-        snprintf(err, len, "--tls-key %s: cannot use it with the certificate "
-                 "%s: %s", key, cert, tls_error_reason());
+        tls_key_error(cert, key_arg, err, len);
     else if (SSL_CTX_check_private_key(ctx) != 1)
         snprintf(err, len, "--tls-key %s does not match the certificate %s",
                  key, cert);
@@ -119,7 +134,7 @@ static SSL_CTX *tls_load(const char *cert, const char *key, char *err, size_t le
 
 int tls_configure(const char *cert, const char *key, char *err, size_t len)
 {
-    SSL_CTX *ctx = tls_load(cert, key ? key : cert, err, len);
+    SSL_CTX *ctx = tls_load(cert, key, err, len);
     if (ctx == NULL)
         return -1;
     /* Sessions already running keep a reference to the old settings. */

@@ -332,3 +332,16 @@ def test_user_password_is_hidden_from_ps(start_server, connect):
     c.greet()
     token = base64.b64encode(b"\0alice\0s3cret-pass").decode()
     assert c.cmd("AUTH PLAIN " + token).startswith("235 2.7.0")
+
+
+def test_mailbox_root_that_is_a_file_is_named_as_such(tmp_path):
+    """A root that exists but is no directory is not something smtpd
+    "cannot create": the message says what it is."""
+    root = tmp_path / "mail"
+    root.write_text("a file\n")
+    p, _ = run_smtpd(["-s", str(free_port()), "-p",
+                      str(free_port(socket.SOCK_DGRAM)), "-f", str(root),
+                      "-a", "127.0.0.1"], tmp_path)
+    err = p.stderr.decode(errors="replace")
+    assert p.returncode == 2, err
+    assert err == "smtpd: the mailbox root %s is not a directory\n" % root, err
