@@ -3,9 +3,10 @@
  * account is past the throttle (throttle.c), else queued and checked on a
  * worker thread (crypt_r for hashes, a constant-time comparison for plain
  * passwords) while a 1 s timer runs. The queue hands a thread the waiting
- * check of the least busy address (an address that logged in as the user
- * before goes first; ties in arrival order), at most LOGIN_PER_ADDRESS of
- * one address at a time, so guessers cannot keep others' logins waiting.
+ * check whose address and account are least busy (an address that logged
+ * in as the user before goes first; ties in arrival order), at most
+ * LOGIN_PER_ADDRESS of one address at a time, so guessers cannot keep
+ * others' logins waiting.
  * A success is answered as soon as the check is done; a failure only once
  * both are, so every failure takes the same time whatever the hash cost.
  * The attempt owns itself: a session that goes away only unhooks itself.
@@ -143,8 +144,8 @@ static unsigned login_running_from(const struct login *l)
 
 /* The waiting check to run next, or NULL: of those whose address has
  * fewer than LOGIN_PER_ADDRESS running, the trusted ones, then the one
- * whose address has the fewest failures and checks lately; the first
- * come among equals. */
+ * whose address and account have the fewest failures and checks lately;
+ * the first come among equals. */
 static struct login *login_pick(void)
 {
     struct login *best = NULL;
@@ -153,7 +154,7 @@ static struct login *login_pick(void)
     for (struct login *l = waiting_head; l; l = l->next) {
         if (login_running_from(l) >= LOGIN_PER_ADDRESS)
             continue;
-        unsigned load = l->trusted ? 0 : 1 + throttle_load(l->ip, now);
+        unsigned load = l->trusted ? 0 : 1 + throttle_load(l->ip, l->user, now);
         if (best == NULL || load < best_load) {
             best = l;
             best_load = load;

@@ -355,13 +355,15 @@ int throttle_blocked(const char *ip, uint64_t now_ms)
     return i != THROTTLE_NONE && throttle_over(&addrs.v[i], now_ms);
 }
 
-unsigned throttle_load(const char *ip, uint64_t now_ms)
+unsigned throttle_load(const char *ip, const char *user, uint64_t now_ms)
 {
-    uint8_t key[16];
-    if (throttle_address(ip, key) < 0)
+    uint8_t addr[16], account[16];
+    if (throttle_address(ip, addr) < 0)
         return 0;
-    uint32_t i = table_find(&addrs, key);
-    return i == THROTTLE_NONE ? 0 : throttle_busy(&addrs.v[i], now_ms);
+    throttle_account_key(user, account);
+    uint32_t a = table_find(&addrs, addr), u = table_find(&accounts, account);
+    return (a == THROTTLE_NONE ? 0 : throttle_busy(&addrs.v[a], now_ms))
+           + (u == THROTTLE_NONE ? 0 : throttle_busy(&accounts.v[u], now_ms));
 }
 
 int throttle_known(const char *ip, const char *user)

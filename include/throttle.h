@@ -59,9 +59,9 @@ enum throttle_verdict throttle_begin(const char *ip, const char *user,
  * (it never ran: not counted, not remembered). */
 void throttle_end(const char *ip, const char *user, int ok, uint64_t now_ms);
 
-/* Failures within the window plus checks in flight for the address: the
- * check queue serves the least busy address first. */
-unsigned throttle_load(const char *ip, uint64_t now_ms);
+/* Failures within the window plus checks in flight, of the address and
+ * of the account together: the check queue serves the least busy first. */
+unsigned throttle_load(const char *ip, const char *user, uint64_t now_ms);
 
 /* 1 when ip has logged in as user since the start. */
 int throttle_known(const char *ip, const char *user);

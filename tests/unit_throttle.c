@@ -53,7 +53,7 @@ static void test_in_flight(void)
         snprintf(user, sizeof(user), "n%d", i);
         CHECK_EQ_INT(throttle_begin("10.1.0.1", user, 5000), THROTTLE_GO);
     }
-    CHECK_EQ_INT(throttle_load("10.1.0.1", 5000), 10);
+    CHECK_EQ_INT(throttle_load("10.1.0.1", "z", 5000), 10);
     CHECK_EQ_INT(throttle_blocked("10.1.0.1", 5000), 1);
     CHECK_EQ_INT(throttle_begin("10.1.0.1", "z", 5000), THROTTLE_ADDRESS);
     /* two succeed: they no longer count, so two more may start */
@@ -62,13 +62,13 @@ static void test_in_flight(void)
     CHECK_EQ_INT(throttle_blocked("10.1.0.1", 6000), 0);
     CHECK_EQ_INT(throttle_begin("10.1.0.1", "z", 6000), THROTTLE_GO);
     throttle_end("10.1.0.1", "z", -1, 6000);        /* never ran: no count */
-    CHECK_EQ_INT(throttle_load("10.1.0.1", 6000), 8);
+    CHECK_EQ_INT(throttle_load("10.1.0.1", "z", 6000), 8);
     /* the other eight fail: eight failures, and two more may start */
     for (int i = 2; i < 10; i++) {
         snprintf(user, sizeof(user), "n%d", i);
         throttle_end("10.1.0.1", user, 0, 7000);
     }
-    CHECK_EQ_INT(throttle_load("10.1.0.1", 7000), 8);
+    CHECK_EQ_INT(throttle_load("10.1.0.1", "z", 7000), 8);
     fail("10.1.0.1", "a", 7000);
     fail("10.1.0.1", "b", 7000);
     CHECK_EQ_INT(throttle_begin("10.1.0.1", "c", 7000), THROTTLE_ADDRESS);
@@ -162,9 +162,9 @@ static void test_full_table(void)
     }
     CHECK_EQ_INT(throttle_count(), 8);
     CHECK_EQ_INT(throttle_blocked("10.5.0.1", 4000), 1);
-    CHECK_EQ_INT(throttle_load("10.5.0.2", 4000), 1);
-    CHECK_EQ_INT(throttle_load("10.5.0.3", 4000), 0);   /* forgotten */
-    CHECK_EQ_INT(throttle_load("10.6.0.20", 4000), 1);  /* the newest stay */
+    CHECK_EQ_INT(throttle_load("10.5.0.2", "q", 4000), 1);
+    CHECK_EQ_INT(throttle_load("10.5.0.3", "q", 4000), 0);   /* forgotten */
+    CHECK_EQ_INT(throttle_load("10.6.0.20", "q", 4000), 1);  /* the newest stay */
     /* lock the other six (checks in flight): a newcomer is refused */
     for (int i = 15; i <= 20; i++) {
         snprintf(ip, sizeof(ip), "10.6.0.%d", i);
