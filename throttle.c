@@ -407,16 +407,20 @@ enum throttle_verdict throttle_begin(const char *ip, const char *user,
         return v;
     if (a == THROTTLE_NONE && (a = table_take(&addrs, addr, now_ms)) == THROTTLE_NONE)
         return THROTTLE_FULL;
-    addrs.v[a].pending++;               /* locked now: u cannot evict it */
-    if (u == THROTTLE_NONE && (u = table_take(&accounts, account, now_ms)) == THROTTLE_NONE) {
-        addrs.v[a].pending--;
+    if (u == THROTTLE_NONE)
+        u = table_take(&accounts, account, now_ms);
+    if (u == THROTTLE_NONE && !exempt)
         return THROTTLE_FULL;
-    }
+    /* (an exempt pair goes on uncounted for its account rather than be
+     * shut out by names it never used) */
     table_touch(&addrs, a);
-    table_touch(&accounts, u);
-    accounts.v[u].pending++;
-    accounts.v[u].last_start = now_ms;
+    addrs.v[a].pending++;
     addrs.v[a].last_start = now_ms;
+    if (u != THROTTLE_NONE) {
+        table_touch(&accounts, u);
+        accounts.v[u].pending++;
+        accounts.v[u].last_start = now_ms;
+    }
     return THROTTLE_GO;
 }
 

@@ -174,6 +174,12 @@ static void test_full_table(void)
     CHECK_EQ_INT(throttle_begin("10.7.0.1", "d", 5000), THROTTLE_FULL);
     CHECK_EQ_INT(throttle_blocked("10.7.0.1", 5000), 0);
     CHECK_EQ_INT(throttle_blocked("10.5.0.1", 5000), 1);
+    /* the account table is full of locked names too: a new name is
+     * refused; a name in the table goes on */
+    CHECK_EQ_INT(throttle_begin("10.6.0.16", "fresh", 5000), THROTTLE_FULL);
+    throttle_end("10.6.0.16", "p16", 1, 5000);
+    CHECK_EQ_INT(throttle_begin("10.6.0.16", "p16", 5000), THROTTLE_GO);
+    throttle_end("10.6.0.16", "p16", 1, 5000);
     /* one check ends as a success: its slot is free to take again */
     throttle_end("10.6.0.15", "p15", 1, 5000);
     CHECK_EQ_INT(throttle_begin("10.7.0.1", "d", 5000), THROTTLE_GO);
