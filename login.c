@@ -1,7 +1,12 @@
 /*
- * login.c - one login attempt: refused at once when its address has failed
- * too often, else checked on a worker thread (crypt_r for hashes, a
- * constant-time comparison for plain passwords) while a 1 s timer runs.
+ * login.c - one login attempt: refused at once when its address or its
+ * account is past the throttle (throttle.c), else queued and checked on a
+ * worker thread (crypt_r for hashes, a constant-time comparison for plain
+ * passwords) while a 1 s timer runs. The queue hands a thread the waiting
+ * check whose address and account are least busy (an address that logged
+ * in as the user before goes first; ties in arrival order), at most
+ * LOGIN_PER_ADDRESS of one address at a time, so guessers cannot keep
+ * others' logins waiting.
  * A success is answered as soon as the check is done; a failure only once
  * both are, so every failure takes the same time whatever the hash cost.
  * The attempt owns itself: a session that goes away only unhooks itself.
@@ -26,22 +31,32 @@
 #define LOGIN_NAME_MAX 256
 #define LOGIN_PASS_MAX 256
 #define LOGIN_MAX_THREADS 4
+#define LOGIN_PER_ADDRESS 2             /* checks of one address at a time */
+#define LOGIN_FULL_WARN_MS (60 * 1000)  /* "table full" at most this often */
 
 struct login {
     struct worker_job job;          /* first: the worker hands this back */
     struct session *s;              /* NULL once the client has left */
     char ip[INET6_ADDRSTRLEN];      /* the client's, for throttle and log */
+    uint8_t addr[16];               /* its throttle key (IPv6: the /64) */
     char user[LOGIN_NAME_MAX];      /* as the client sent it */
     char pass[LOGIN_PASS_MAX];      /* wiped once checked */
     char *hash;                     /* a copy: a reload may free the table */
     enum users_scheme scheme;
+    int known_user;                 /* 0: hash is the dearest entry's */
+    int trusted;                    /* ip logged in as user before */
     int ok;                         /* the check's verdict */
     int checked;                    /* the worker is done */
     int delayed;                    /* the failure delay is over */
+    struct login *prev, *next;      /* the waiting list, while waiting */
     struct selector_timer timer;
 };
 
 static struct worker *login_worker;
+static size_t login_nthreads;
+static struct login *login_running[LOGIN_MAX_THREADS];
+static struct login *waiting_head, *waiting_tail;
+static uint64_t login_full_warned;      /* when "table full" was logged */
 
 static void login_free(struct login *l)
 {
@@ -69,18 +84,102 @@ static int login_crypt_matches(const char *pass, const char *hash)
     return same;
 }
 
+/* An unknown user is checked against the dearest entry's hash (or, with
+ * no hashes at all, compared like a plain password), then fails. */
 static void login_run(struct worker_job *job)
 {
     struct login *l = (struct login *)job;
-    if (l->hash == NULL) {      /* no such user: the work of a wrong one */
-        (void)auth_password_equal("smtpd-no-such-user-dummy", l->pass);
-        l->ok = 0;
-    } else if (l->scheme == USERS_PLAIN) {
+    if (l->hash == NULL)
+        l->ok = auth_password_equal("smtpd-no-such-user-dummy", l->pass);
+    else if (l->scheme == USERS_PLAIN)
         l->ok = auth_password_equal(l->hash, l->pass);
-    } else {
+    else
         l->ok = login_crypt_matches(l->pass, l->hash);
-    }
+    l->ok = l->ok && l->known_user;
     explicit_bzero(l->pass, sizeof(l->pass));
+}
+
+/* ---- the queue: least busy address first ------------------------------ */
+
+static void login_wait(struct login *l)
+{
+    l->prev = waiting_tail;
+    l->next = NULL;
+    if (waiting_tail)
+        waiting_tail->next = l;
+    else
+        waiting_head = l;
+    waiting_tail = l;
+}
+
+static void login_unwait(struct login *l)
+{
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        waiting_head = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+    else
+        waiting_tail = l->prev;
+    l->prev = l->next = NULL;
+}
+
+/* A free thread's slot, or -1. */
+static int login_free_thread(void)
+{
+    for (size_t i = 0; i < login_nthreads; i++)
+        if (login_running[i] == NULL)
+            return (int)i;
+    return -1;
+}
+
+static unsigned login_running_from(const struct login *l)
+{
+    unsigned n = 0;
+    for (size_t i = 0; i < login_nthreads; i++)
+        n += login_running[i] && memcmp(login_running[i]->addr, l->addr, 16) == 0;
+    return n;
+}
+
+/* The waiting check to run next, or NULL: of those whose address has
+ * fewer than LOGIN_PER_ADDRESS running, the trusted ones, then the one
+ * whose address and account have the fewest failures and checks lately;
+ * the first come among equals. */
+static struct login *login_pick(void)
+{
+    struct login *best = NULL;
+    unsigned best_load = 0;
+    uint64_t now = selector_now_ms();
+    for (struct login *l = waiting_head; l; l = l->next) {
+        if (login_running_from(l) >= LOGIN_PER_ADDRESS)
+            continue;
+        unsigned load = l->trusted ? 0 : 1 + throttle_load(l->ip, l->user, now);
+        if (best == NULL || load < best_load) {
+            best = l;
+            best_load = load;
+        }
+    }
+    return best;
+}
+
+/* Hands waiting checks to the idle threads. */
+static void login_dispatch(void)
+{
+    int slot;
+    struct login *l;
+    while ((slot = login_free_thread()) >= 0 && (l = login_pick()) != NULL) {
+        login_unwait(l);
+        login_running[slot] = l;
+        worker_submit(login_worker, &l->job);
+    }
+}
+
+static void login_unrun(const struct login *l)
+{
+    for (size_t i = 0; i < login_nthreads; i++)
+        if (login_running[i] == l)
+            login_running[i] = NULL;
 }
 
 /* ---- back on the loop thread ------------------------------------------ */
@@ -144,10 +243,10 @@ static void login_on_checked(struct worker_job *job)
 {
     struct login *l = (struct login *)job;
     l->checked = 1;
-    /* Counted as soon as it is known, not after the delay, so that many
-     * connections from one address cannot all slip in under the limit. */
-    if (!l->ok)
-        throttle_fail(l->ip, selector_now_ms());
+    login_unrun(l);
+    /* Counted from its start until now; a success is not a failure. */
+    throttle_end(l->ip, l->user, l->ok, selector_now_ms());
+    login_dispatch();
     if (l->s == NULL) {         /* the client left: still a failed guess */
         if (!l->ok)
             login_log_failure(l);
@@ -166,6 +265,35 @@ static void login_on_delay(struct selector *sel, void *data)
     l->delayed = 1;
     if (l->checked)
         login_failed(l);
+}
+
+/* ---- refusals --------------------------------------------------------- */
+
+/* Every refusal is logged with the address; a full table also gets a
+ * warning, at most once a minute. */
+static void login_log_refusal(const char *ip, const char *user,
+                              enum throttle_verdict v)
+{
+    char safe[LOGIN_NAME_MAX * 4 + 8];
+    uint64_t now = selector_now_ms();
+    stats.auth_refused++;
+    switch (v) {
+    case THROTTLE_ACCOUNT:
+        log_warn("AUTH refused from %s: too many failed logins for user '%s'",
+                 ip, login_safe_name(safe, sizeof(safe), user));
+        break;
+    case THROTTLE_FULL:
+        if (login_full_warned == 0 || now - login_full_warned >= LOGIN_FULL_WARN_MS) {
+            login_full_warned = now;
+            log_warn("login throttle: every entry is locked; new addresses "
+                     "and names get 454 until one frees");
+        }
+        log_warn("AUTH refused from %s: login throttle full", ip);
+        break;
+    default:
+        log_warn("AUTH refused from %s: too many failed logins", ip);
+        break;
+    }
 }
 
 /* ---- public ----------------------------------------------------------- */
@@ -190,20 +318,28 @@ static size_t login_threads(void)
 
 int login_init(struct selector *sel)
 {
-    if (throttle_init() < 0)
+    if (throttle_init(0) < 0)
         return -1;
-    login_worker = worker_new(login_threads());
+    login_nthreads = login_threads();
+    login_worker = worker_new(login_nthreads);
     if (login_worker == NULL)
         return -1;
     return selector_register(sel, worker_fd(login_worker),
                              &login_worker_handler, OP_READ, login_worker);
 }
 
+/* Every waiting check still runs (its failure is logged for fail2ban)
+ * before the threads stop. */
 void login_shutdown(struct selector *sel)
 {
     if (login_worker == NULL)
         return;
     selector_unregister(sel, worker_fd(login_worker));
+    while (waiting_head) {
+        struct login *l = waiting_head;
+        login_unwait(l);
+        worker_submit(login_worker, &l->job);
+    }
     worker_free(login_worker);
     login_worker = NULL;
     throttle_free();
@@ -213,39 +349,57 @@ int login_refused(const char *ip)
 {
     if (!throttle_blocked(ip, selector_now_ms()))
         return 0;
-    stats.auth_refused++;
-    log_warn("AUTH refused from %s: too many failed logins", ip);
+    login_log_refusal(ip, "", THROTTLE_ADDRESS);
     return 1;
 }
 
-void login_begin(struct session *s, const char *user, const char *pass)
+/* A new attempt for s, its copies made; NULL when out of memory. */
+static struct login *login_new(struct session *s, const char *user,
+                               const char *pass)
 {
-    if (login_refused(s->ip)) {
-        session_reply(s, R_AUTH_THROTTLED);
-        return;
-    }
     struct login *l = calloc(1, sizeof(*l));
     const struct users_entry *e = passwd_find(user);
     /* Never compare a cut-off password: too long fails like a wrong one. */
     if (strlen(pass) >= sizeof(l->pass) || strlen(user) >= sizeof(l->user))
         e = NULL;
-    if (l == NULL || (e && (l->hash = strdup(e->hash)) == NULL)) {
+    const char *hash = e ? e->hash : passwd_costliest_hash();
+    if (l == NULL || (hash && (l->hash = strdup(hash)) == NULL)) {
         free(l);
-        session_reply(s, R_LOCAL_ERROR);
-        return;
+        return NULL;
     }
     snprintf(l->ip, sizeof(l->ip), "%s", s->ip);
     snprintf(l->user, sizeof(l->user), "%s", user);
     snprintf(l->pass, sizeof(l->pass), "%s", pass);
-    l->scheme = e ? e->scheme : USERS_PLAIN;
+    (void)throttle_address(l->ip, l->addr);
+    l->scheme = e ? e->scheme : USERS_CRYPT;
+    l->known_user = e != NULL;
+    l->trusted = throttle_known(l->ip, l->user);
     l->s = s;
     l->job.run = login_run;
     l->job.done = login_on_checked;
     l->timer.on_expire = login_on_delay;
     l->timer.data = l;
+    return l;
+}
+
+void login_begin(struct session *s, const char *user, const char *pass)
+{
+    enum throttle_verdict v = throttle_begin(s->ip, user, selector_now_ms());
+    if (v != THROTTLE_GO) {
+        login_log_refusal(s->ip, user, v);
+        session_reply(s, R_AUTH_THROTTLED);
+        return;
+    }
+    struct login *l = login_new(s, user, pass);
+    if (l == NULL) {
+        throttle_end(s->ip, user, -1, selector_now_ms());  /* never ran */
+        session_reply(s, R_LOCAL_ERROR);
+        return;
+    }
     s->login = l;
     selector_timer_set(session_env.sel, &l->timer, LOGIN_FAIL_DELAY_MS);
-    worker_submit(login_worker, &l->job);
+    login_wait(l);
+    login_dispatch();
 }
 
 void login_abandon(struct session *s)
@@ -260,6 +414,6 @@ void login_abandon(struct session *s)
         login_log_failure(l);   /* known, only its 535 was still waiting */
     if (l->checked)
         login_free(l);
-    /* else login_on_checked logs it and frees it when the worker hands it
-     * back */
+    /* else (waiting or running) it is still checked: login_on_checked
+     * logs a failure and frees it */
 }

@@ -455,6 +455,11 @@ const struct users_entry *passwd_find(const char *name)
     return userdb_find(passwd_db, name);
 }
 
+const char *passwd_costliest_hash(void)
+{
+    return passwd_db && passwd_db->costliest ? passwd_db->costliest->hash : NULL;
+}
+
 size_t passwd_count(void)
 {
     return passwd_db ? passwd_db->n : 0;

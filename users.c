@@ -293,6 +293,76 @@ int userdb_parse_text(struct userdb *db, const char *text, size_t len,
     return 0;
 }
 
+/* ---- what a check costs ---------------------------------------------- */
+
+/* The value of one crypt(3) alphabet character, ./0-9A-Za-z: 0-63. */
+static unsigned users_c64_value(char c)
+{
+    static const char set[] =
+        "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    const char *p = c ? strchr(set, c) : NULL;
+    return p ? (unsigned)(p - set) : 0;
+}
+
+/* SHA-crypt: its rounds (5,000 unless "rounds=N$"), ~220 ns each. */
+static unsigned long long users_sha_cost(const char *s)
+{
+    unsigned long long rounds = 5000;
+    if (strncmp(s, "rounds=", 7) == 0)
+        rounds = strtoull(s + 7, NULL, 10);
+    if (rounds < 1000)
+        rounds = 1000;
+    if (rounds > 999999999)
+        rounds = 999999999;
+    return rounds * 220;
+}
+
+/* yescrypt "$y$FNr...": N = 2^(value of N + 1), r = value of r + 1;
+ * N * r blocks at ~490 ns each (N 4096, r 32: ~64 ms). */
+static unsigned long long users_yescrypt_cost(const char *params)
+{
+    if (params[0] == '\0' || params[1] == '\0')
+        return 0;
+    unsigned nlog = users_c64_value(params[1]) + 1;
+    unsigned r = params[2] && params[2] != '$' ? users_c64_value(params[2]) + 1 : 1;
+    if (nlog > 30)
+        nlog = 30;
+    return (1ULL << nlog) * r * 490;
+}
+
+unsigned long long users_hash_cost(const char *h)
+{
+    if (strncmp(h, "$6$", 3) == 0 || strncmp(h, "$5$", 3) == 0)
+        return users_sha_cost(h + 3);
+    if (strncmp(h, "$y$", 3) == 0)
+        return users_yescrypt_cost(h + 3);
+    if (strncmp(h, "$gy$", 4) == 0)
+        return users_yescrypt_cost(h + 4);
+    if (strncmp(h, "$2", 2) == 0 && strlen(h) > 6      /* 2^cost, ~71 us */
+        && isdigit((unsigned char)h[4]) && isdigit((unsigned char)h[5]))
+        return (1ULL << ((h[4] - '0') * 10 + (h[5] - '0')) % 32) * 71000;
+    if (strncmp(h, "$1$", 3) == 0)
+        return 300000;
+    if (h[0] == '$')
+        return 1000000;         /* a scheme we cannot weigh: 1 ms */
+    return 10000;               /* traditional DES */
+}
+
+static void users_find_costliest(struct userdb *db)
+{
+    unsigned long long most = 0;
+    db->costliest = NULL;
+    for (size_t i = 0; i < db->n; i++) {
+        if (db->v[i].scheme != USERS_CRYPT)
+            continue;
+        unsigned long long c = users_hash_cost(db->v[i].hash);
+        if (db->costliest == NULL || c > most) {
+            db->costliest = &db->v[i];
+            most = c;
+        }
+    }
+}
+
 static int users_cmp(const void *a, const void *b)
 {
     return strcmp(((const struct users_entry *)a)->name,
@@ -309,6 +379,7 @@ int userdb_finish(struct userdb *db, const char **dup)
             return -1;
         }
     }
+    users_find_costliest(db);
     return 0;
 }
 

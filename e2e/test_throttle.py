@@ -102,13 +102,20 @@ def test_failure_waits_a_second_and_nobody_else_does(srv, connect):
 
 
 def test_success_is_not_delayed(srv, connect):
+    """A right password is answered once checked, not after the failure
+    delay: sent after a wrong one from another client, its 235 comes
+    while the wrong one still waits for its 535."""
+    guesser = greeted(connect, srv)
     c = greeted(connect, srv)
+    guesser.send("AUTH PLAIN %s\r\n" % plain("alice", "guess"))
     c.send("AUTH PLAIN %s\r\n" % plain("alice", "right"))
-    # no upper time bound is asserted; only that it did not wait for the
-    # failure delay's timer (the reply is there before 0.9 s)
-    t0 = time.monotonic()
     assert c.reply_line().startswith("235 2.7.0")
-    assert time.monotonic() - t0 < 0.9
+    assert guesser.buf == b""           # its 535 is still held back
+    guesser.sock.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        guesser.sock.recv(1)
+    guesser.sock.setblocking(True)
+    assert guesser.reply_line() == FAILED
 
 
 def test_ten_failures_then_454_until_later(srv, connect):
@@ -206,11 +213,10 @@ def yescrypt_file(tmp_path, users):
     return f
 
 
-def test_noop_answered_within_50ms_while_20_log_in(start_server, connect,
-                                                   tmp_path):
+def test_noop_answered_while_20_log_in(start_server, connect, tmp_path):
     """20 clients, each from its own address, send AUTH at once against
     yescrypt hashes (two wrong rounds, then the right password); another
-    client's NOOPs meanwhile are each answered within 50 ms."""
+    client's NOOP is answered meanwhile, before the failures' replies. (How fast: bench/login_latency.py, docs/benchmarks.md.)"""
     srv = start_server("--passwd-file", str(yescrypt_file(tmp_path, 20)))
     watcher = greeted(connect, srv)
     clients = [session_from(srv, "127.0.1.%d" % (i + 1)) for i in range(20)]
@@ -219,18 +225,25 @@ def test_noop_answered_within_50ms_while_20_log_in(start_server, connect,
         for i, c in enumerate(clients):
             c.sock.sendall(("RSET\r\nAUTH PLAIN %s\r\n"
                             % plain("u%d" % i, password)).encode())
-        worst, count = 0.0, 0
-        deadline = time.monotonic() + 0.3
-        while time.monotonic() < deadline:
-            t0 = time.monotonic()
-            assert watcher.cmd("NOOP") == "250 2.0.0 Ok"
-            worst = max(worst, time.monotonic() - t0)
-            count += 1
-        print("\nround %d: %d NOOPs, the slowest %.1f ms"
-              % (round_, count, worst * 1000))
-        assert worst < 0.050, worst
+        # 20 yescrypt checks take longer than a NOOP: the last client's
+        # reply is not there yet when the NOOP's is
+        assert watcher.cmd("NOOP") == "250 2.0.0 Ok"
+        last = clients[-1]
+        assert last.reply().startswith("250 2.0.0")     # its RSET
+        last.sock.setblocking(False)
+        try:
+            early = last.sock.recv(512)
+        except BlockingIOError:
+            early = b""
+        last.sock.setblocking(True)
+        last.buf += early
+        print("\nround %d: NOOP answered, last login %s" % (
+            round_, "already answered" if early else "still checking"))
+        if round_ < 2:      # a failure waits out its delay, the NOOP not
+            assert early == b""
         for c in clients:
-            assert c.reply().startswith("250 2.0.0")
+            if c is not last:
+                assert c.reply().startswith("250 2.0.0")
             assert c.reply() == (FAILED if round_ < 2 else
                                  "235 2.7.0 Authentication successful")
 
@@ -277,8 +290,8 @@ def rss_kb(pid):
 
 def guess_from(port, addresses, payload, rate):
     """One failed login from each address, at most rate a second: greeting
-    read, AUTH sent, then the client goes (the server still answers it
-    after the delay, and counts the failure)."""
+    read, AUTH sent (payload(address)), then the client goes (the server
+    still answers it after the delay, and counts the failure)."""
     t0 = time.monotonic()
     for i, a in enumerate(addresses):
         ahead = t0 + i / rate - time.monotonic()
@@ -287,7 +300,7 @@ def guess_from(port, addresses, payload, rate):
         s = client_from(port, a)
         try:
             s.recv(512)
-            s.sendall(payload)
+            s.sendall(payload(a))
         finally:
             s.close()
 
@@ -306,7 +319,11 @@ def test_memory_flat_under_100000_addresses(start_server):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     srv = start_server("-u", "alice:right", "-L", "warning")
-    payload = ("EHLO x\r\nAUTH PLAIN %s\r\n" % plain("alice", "no")).encode()
+    # a name per address: one name guessed 100,000 times would meet the
+    # per-account limit (one check a second) instead of filling the table
+    def payload(address):
+        return ("EHLO x\r\nAUTH PLAIN %s\r\n"
+                % plain("u" + address, "no")).encode()
     addrs = ["127.%d.%d.%d" % (1 + (i >> 16), i >> 8 & 255, i & 255)
              for i in range(total)]
 

@@ -38,6 +38,9 @@ void passwd_reload(void);
 /* The entry of user name (any case), or NULL. */
 const struct users_entry *passwd_find(const char *name);
 
+/* The hash of the entry dearest to check, or NULL (no crypt entries). */
+const char *passwd_costliest_hash(void);
+
 /* How many users may log in (0: AUTH is not offered). */
 size_t passwd_count(void);
 

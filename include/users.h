@@ -47,6 +47,9 @@ struct userdb {
     struct users_entry *v;      /* sorted by name once finished */
     size_t n, cap;
     size_t n_plain;             /* entries with a PLAIN password */
+    /* the crypt(3) entry dearest to check, NULL if none (userdb_finish):
+     * an unknown user is checked against it, so costs the same */
+    const struct users_entry *costliest;
 };
 
 /* An empty table (calloc'd); NULL when out of memory. */
@@ -65,7 +68,13 @@ int userdb_add(struct userdb *db, const char *name, size_t name_len,
 int userdb_parse_text(struct userdb *db, const char *text, size_t len,
                       size_t *line_no, const char **why);
 
-/* Sorts the table; -1 with *dup naming a user listed twice, else 0. */
+/* What checking a crypt(3) string costs, in nanoseconds of one core
+ * (a rough model from its scheme and parameters: the order is what
+ * counts); 0 for anything not a crypt(3) string. */
+unsigned long long users_hash_cost(const char *hash);
+
+/* Sorts the table and finds its costliest entry; -1 with *dup naming a
+ * user listed twice, else 0. */
 int userdb_finish(struct userdb *db, const char **dup);
 
 /* The entry for name (any case), or NULL. Only after userdb_finish. */

@@ -1,7 +1,7 @@
 /*
  * unit_users.c - users.c: passwd-file lines (good, skipped, each kind of
- * bad one), whole files, the sorted table and its lookups; throttle.c:
- * the window, the refusal period and the bounded table; worker.c: jobs
+ * bad one), whole files, the sorted table, its lookups and its dearest
+ * entry (tests/unit_throttle.c has the throttle); worker.c: jobs
  * run off the calling thread and come back through the eventfd, one by
  * one in a pool or as one batch.
  */
@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "throttle.h"
 #include "unit.h"
 #include "users.h"
 #include "worker.h"
@@ -119,49 +118,35 @@ static void test_whole_file(void)
     userdb_free(db);
 }
 
-/* ---- throttle --------------------------------------------------------- */
+/* ---- the dearest entry ---------------------------------------------- */
 
-static void test_throttle_window(void)
+#define HB12 "$2b$12$abcdefghijklmnopqrstuu" "1234567890123456789012345678901"
+#define HB10 "$2b$10$abcdefghijklmnopqrstuu" "1234567890123456789012345678901"
+
+static void test_costliest(void)
 {
-    const uint64_t min = 60 * 1000;
-    CHECK_EQ_INT(throttle_init(), 0);
-    for (int i = 0; i < 9; i++)
-        throttle_fail("10.0.0.1", 1000 + (uint64_t)i * min);
-    CHECK_EQ_INT(throttle_blocked("10.0.0.1", 9 * min), 0);
-    throttle_fail("10.0.0.1", 1000 + 9 * min);          /* 10 in 9 minutes */
-    CHECK_EQ_INT(throttle_blocked("10.0.0.1", 1000 + 9 * min), 1);
-    CHECK_EQ_INT(throttle_blocked("10.0.0.2", 1000 + 9 * min), 0);
-    CHECK_EQ_INT(throttle_blocked("10.0.0.1", 1000 + 18 * min), 1);
-    CHECK_EQ_INT(throttle_blocked("10.0.0.1", 1000 + 19 * min), 0);
-    /* one more failure much later: the last ten span more than the window */
-    throttle_fail("10.0.0.1", 1000 + 30 * min);
-    CHECK_EQ_INT(throttle_blocked("10.0.0.1", 1000 + 30 * min), 0);
+    size_t line;
+    const char *why, *dup;
+    /* the model's order: SHA-crypt < yescrypt j9T < bcrypt 10 < 12 */
+    CHECK(users_hash_cost(H6) < users_hash_cost(HY));
+    CHECK(users_hash_cost(HY) < users_hash_cost(HB10));
+    CHECK(users_hash_cost(HB10) < users_hash_cost(HB12));
+    CHECK(users_hash_cost("$6$rounds=500000$x$") > users_hash_cost(H6));
+    CHECK_EQ_INT(users_hash_cost("$2b$x"), 1000000);
 
-    /* ten spread over 20 minutes never block */
-    for (int i = 0; i < 10; i++)
-        throttle_fail("::1", (uint64_t)i * 2 * min);
-    CHECK_EQ_INT(throttle_blocked("::1", 18 * min), 0);
-    CHECK_EQ_INT(throttle_blocked("not an address", 0), 0);
-    throttle_free();
-}
+    struct userdb *db = userdb_new();
+    CHECK_EQ_INT(userdb_parse_text(db, S("a:" H6 "\nb:{PLAIN}x\nc:" HB12
+                                         "\nd:" HY "\ne:" HB10 "\n"),
+                                   &line, &why), 0);
+    CHECK_EQ_INT(userdb_finish(db, &dup), 0);
+    CHECK(db->costliest && strcmp(db->costliest->name, "c") == 0);
+    userdb_free(db);
 
-static void test_throttle_bounded(void)
-{
-    char ip[32];
-    CHECK_EQ_INT(throttle_init(), 0);
-    for (int i = 0; i < 10; i++)
-        throttle_fail("192.0.2.1", 1000 + (uint64_t)i);
-    for (uint32_t i = 0; i < 100000; i++) {
-        snprintf(ip, sizeof(ip), "127.%u.%u.%u", i >> 16 & 255, i >> 8 & 255, i & 255);
-        throttle_fail(ip, 2000 + i);
-    }
-    CHECK_EQ_INT(throttle_count(), THROTTLE_SLOTS);
-    /* the oldest went first: 192.0.2.1 is forgotten, recent ones are not */
-    CHECK_EQ_INT(throttle_blocked("192.0.2.1", 200000), 0);
-    for (int i = 0; i < 9; i++)
-        throttle_fail("127.1.134.159", 200000);         /* i = 99999 */
-    CHECK_EQ_INT(throttle_blocked("127.1.134.159", 200000), 1);
-    throttle_free();
+    db = userdb_new();      /* only plain passwords: nothing to copy */
+    CHECK_EQ_INT(userdb_parse_text(db, S("a:{PLAIN}x\n"), &line, &why), 0);
+    CHECK_EQ_INT(userdb_finish(db, &dup), 0);
+    CHECK(db->costliest == NULL);
+    userdb_free(db);
 }
 
 /* ---- worker ----------------------------------------------------------- */
@@ -278,7 +263,6 @@ UNIT_MAIN("users",
           { "skipped_lines", test_skipped_lines },
           { "bad_lines", test_bad_lines },
           { "whole_file", test_whole_file },
-          { "throttle_window", test_throttle_window },
-          { "throttle_bounded", test_throttle_bounded },
+          { "costliest", test_costliest },
           { "worker", test_worker },
           { "worker_batch", test_worker_batch })
