@@ -31,8 +31,14 @@
 #define LOGIN_NAME_MAX 256
 #define LOGIN_PASS_MAX 256
 #define LOGIN_MAX_THREADS 4
+/* Checks handed to the threads at once, per thread: a thread finds its
+ * next check waiting instead of idling for a loop turn after each one
+ * (cheap checks would otherwise run one per turn), while a newcomer
+ * still waits behind at most this many per thread. */
+#define LOGIN_AHEAD 4
 #define LOGIN_PER_ADDRESS 2             /* checks of one address at a time */
 #define LOGIN_FULL_WARN_MS (60 * 1000)  /* "table full" at most this often */
+#define LOGIN_LEVELS 16                 /* queues by load at arrival */
 
 struct login {
     struct worker_job job;          /* first: the worker hands this back */
@@ -48,14 +54,19 @@ struct login {
     int ok;                         /* the check's verdict */
     int checked;                    /* the worker is done */
     int delayed;                    /* the failure delay is over */
-    struct login *prev, *next;      /* the waiting list, while waiting */
+    unsigned level;                 /* its queue: the load when it came */
+    struct login *prev, *next;      /* that queue's links, while waiting */
     struct selector_timer timer;
 };
 
 static struct worker *login_worker;
 static size_t login_nthreads;
-static struct login *login_running[LOGIN_MAX_THREADS];
-static struct login *waiting_head, *waiting_tail;
+static size_t login_slots;              /* login_nthreads * LOGIN_AHEAD */
+static struct login *login_running[LOGIN_MAX_THREADS * LOGIN_AHEAD];
+/* Waiting checks, one FIFO per load level: picking one costs the levels
+ * plus the few entries of addresses that already run their share, not a
+ * walk of everything waiting (thousands, under a flood). */
+static struct login *waiting_head[LOGIN_LEVELS], *waiting_tail[LOGIN_LEVELS];
 static uint64_t login_full_warned;      /* when "table full" was logged */
 
 static void login_free(struct login *l)
@@ -101,34 +112,41 @@ static void login_run(struct worker_job *job)
 
 /* ---- the queue: least busy address first ------------------------------ */
 
+/* Queues l by how busy its address and account are now: a trusted
+ * pair at level 0, a fresh one at 1, a busy guesser further back. */
 static void login_wait(struct login *l)
 {
-    l->prev = waiting_tail;
+    unsigned load = l->trusted ? 0
+                  : 1 + throttle_load(l->ip, l->user, selector_now_ms());
+    unsigned lv = load < LOGIN_LEVELS ? load : LOGIN_LEVELS - 1;
+    l->level = lv;
+    l->prev = waiting_tail[lv];
     l->next = NULL;
-    if (waiting_tail)
-        waiting_tail->next = l;
+    if (waiting_tail[lv])
+        waiting_tail[lv]->next = l;
     else
-        waiting_head = l;
-    waiting_tail = l;
+        waiting_head[lv] = l;
+    waiting_tail[lv] = l;
 }
 
 static void login_unwait(struct login *l)
 {
+    unsigned lv = l->level;
     if (l->prev)
         l->prev->next = l->next;
     else
-        waiting_head = l->next;
+        waiting_head[lv] = l->next;
     if (l->next)
         l->next->prev = l->prev;
     else
-        waiting_tail = l->prev;
+        waiting_tail[lv] = l->prev;
     l->prev = l->next = NULL;
 }
 
-/* A free thread's slot, or -1. */
+/* A free slot of the threads' share, or -1. */
 static int login_free_thread(void)
 {
-    for (size_t i = 0; i < login_nthreads; i++)
+    for (size_t i = 0; i < login_slots; i++)
         if (login_running[i] == NULL)
             return (int)i;
     return -1;
@@ -137,30 +155,23 @@ static int login_free_thread(void)
 static unsigned login_running_from(const struct login *l)
 {
     unsigned n = 0;
-    for (size_t i = 0; i < login_nthreads; i++)
+    for (size_t i = 0; i < login_slots; i++)
         n += login_running[i] && memcmp(login_running[i]->addr, l->addr, 16) == 0;
     return n;
 }
 
 /* The waiting check to run next, or NULL: of those whose address has
- * fewer than LOGIN_PER_ADDRESS running, the trusted ones, then the one
- * whose address and account have the fewest failures and checks lately;
- * the first come among equals. */
+ * fewer than LOGIN_PER_ADDRESS running, the first of the lowest level
+ * (trusted pairs, then the least busy addresses and accounts). An address
+ * has at most a few checks counted at once (throttle.h), so the entries
+ * skipped are few. */
 static struct login *login_pick(void)
 {
-    struct login *best = NULL;
-    unsigned best_load = 0;
-    uint64_t now = selector_now_ms();
-    for (struct login *l = waiting_head; l; l = l->next) {
-        if (login_running_from(l) >= LOGIN_PER_ADDRESS)
-            continue;
-        unsigned load = l->trusted ? 0 : 1 + throttle_load(l->ip, l->user, now);
-        if (best == NULL || load < best_load) {
-            best = l;
-            best_load = load;
-        }
-    }
-    return best;
+    for (unsigned lv = 0; lv < LOGIN_LEVELS; lv++)
+        for (struct login *l = waiting_head[lv]; l; l = l->next)
+            if (login_running_from(l) < LOGIN_PER_ADDRESS)
+                return l;
+    return NULL;
 }
 
 /* Hands waiting checks to the idle threads. */
@@ -177,7 +188,7 @@ static void login_dispatch(void)
 
 static void login_unrun(const struct login *l)
 {
-    for (size_t i = 0; i < login_nthreads; i++)
+    for (size_t i = 0; i < login_slots; i++)
         if (login_running[i] == l)
             login_running[i] = NULL;
 }
@@ -321,6 +332,7 @@ int login_init(struct selector *sel)
     if (throttle_init(0) < 0)
         return -1;
     login_nthreads = login_threads();
+    login_slots = login_nthreads * LOGIN_AHEAD;
     login_worker = worker_new(login_nthreads);
     if (login_worker == NULL)
         return -1;
@@ -335,11 +347,12 @@ void login_shutdown(struct selector *sel)
     if (login_worker == NULL)
         return;
     selector_unregister(sel, worker_fd(login_worker));
-    while (waiting_head) {
-        struct login *l = waiting_head;
-        login_unwait(l);
-        worker_submit(login_worker, &l->job);
-    }
+    for (unsigned lv = 0; lv < LOGIN_LEVELS; lv++)
+        while (waiting_head[lv]) {
+            struct login *l = waiting_head[lv];
+            login_unwait(l);
+            worker_submit(login_worker, &l->job);
+        }
     worker_free(login_worker);
     login_worker = NULL;
     throttle_free();
