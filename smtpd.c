@@ -16,17 +16,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "args.h"
+#include "smtpd_args.h"
 #include "log.h"
-#include "login.h"
+#include "auth_login.h"
 #include "maildir.h"
 #include "monitor.h"
-#include "passwd.h"
+#include "auth_passwd.h"
 #include "selector.h"
-#include "session.h"
-#include "spool.h"
+#include "smtp_session.h"
+#include "maildir_spool.h"
 #include "stats.h"
-#include "tls.h"
+#include "transport_tls.h"
 #include "transform.h"
 
 #define TMP_MAX_AGE (36 * 3600)     /* stale tmp/ files (maildir(5)) */

@@ -19,7 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "errpipe.h"
+#include "transform_errpipe.h"
 #include "log.h"
 
 extern char **environ;

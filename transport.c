@@ -5,7 +5,7 @@
  */
 #include "transport.h"
 #include "stats.h"
-#include "tls.h"
+#include "transport_tls.h"
 
 static enum io_result plain_fill(struct transport *t, struct buffer *b, size_t *n)
 {

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth.h"
+#include "auth_sasl.h"
 #include "parser.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

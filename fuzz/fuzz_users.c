@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "parser.h"
-#include "users.h"
+#include "auth_users.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

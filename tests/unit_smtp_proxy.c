@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "proxy.h"
+#include "smtp_proxy.h"
 #include "unit.h"
 
 #define S(x) (const uint8_t *)x, sizeof(x) - 1

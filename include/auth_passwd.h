@@ -8,9 +8,9 @@
 
 #include <stddef.h>
 
-#include "args.h"
+#include "smtpd_args.h"
 #include "selector.h"
-#include "users.h"
+#include "auth_users.h"
 
 /* Loads the files and -u users, warning in the log where warranted. On
  * any error prints "smtpd: FILE:LINE: reason" (or the file and why it

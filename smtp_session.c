@@ -15,9 +15,9 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "login.h"
-#include "proxy.h"
-#include "session.h"
+#include "auth_login.h"
+#include "smtp_proxy.h"
+#include "smtp_session.h"
 #include "stats.h"
 #include "transform.h"
 

@@ -9,7 +9,7 @@
 #include <netinet/in.h>
 #include <string.h>
 
-#include "proxy.h"
+#include "smtp_proxy.h"
 
 static const char proxy_v1_sig[] = "PROXY ";
 #define PROXY_V1_SIG_LEN (sizeof(proxy_v1_sig) - 1)

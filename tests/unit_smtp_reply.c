@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "reply.h"
+#include "smtp_reply.h"
 #include "unit.h"
 
 static char domain[256];        /* 255 bytes, the longest -d allowed */

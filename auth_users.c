@@ -3,7 +3,7 @@
  * Pure: no I/O, no logging; every error is a static string for the caller
  * to print with the file name and line. Allocation failure is -1.
  */
-#include "users.h"
+#include "auth_users.h"
 
 #include <ctype.h>
 #include <stdlib.h>

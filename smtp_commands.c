@@ -9,13 +9,13 @@
 #include <string.h>
 #include <strings.h>
 
-#include "auth.h"
+#include "auth_sasl.h"
 #include "log.h"
-#include "login.h"
-#include "passwd.h"
-#include "session.h"
+#include "auth_login.h"
+#include "auth_passwd.h"
+#include "smtp_session.h"
 #include "stats.h"
-#include "tls.h"
+#include "transport_tls.h"
 
 #define ST_COMMAND (ST_CONNECTED | ST_READY | ST_MAIL | ST_RCPT)
 #define VRFY_MAX_CANDIDATES 10

@@ -11,8 +11,8 @@
 #include <string.h>
 
 #include "log.h"
-#include "reply.h"
-#include "session.h"
+#include "smtp_reply.h"
+#include "smtp_session.h"
 
 const struct reply replies[R_COUNT] = {
     [R_GREETING]         = { 220, NULL,    "%s ESMTP" },

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "log.h"
-#include "proxy.h"
+#include "smtp_proxy.h"
 
 #define ARGS_MAX_ADDRS  16
 #define ARGS_MAX_USERS  256

@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "args.h"
+#include "smtpd_args.h"
 
 /* Decodes base64 (RFC 4648, padding required, no whitespace) from
  * in[0..len) into out (cap bytes). 0 and *outlen set, or -1 if malformed

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "session.h"
+#include "smtp_session.h"
 #include "stats.h"
 
 /* A refusal that needs no session: one best-effort write, then close.

@@ -14,9 +14,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "args.h"
+#include "smtpd_args.h"
 #include "parser.h"
-#include "tls.h"
+#include "transport_tls.h"
 
 #define SMTPD_VERSION "0.1"
 

@@ -12,8 +12,8 @@
 #include <sys/socket.h>
 
 #include "log.h"
-#include "proxy.h"
-#include "session.h"
+#include "smtp_proxy.h"
+#include "smtp_session.h"
 #include "stats.h"
 
 /* Called right after the 220 to STARTTLS is queued. Whatever the client

@@ -12,8 +12,8 @@
 #include <time.h>
 
 #include "log.h"
-#include "session.h"
-#include "spool.h"
+#include "smtp_session.h"
+#include "maildir_spool.h"
 #include "stats.h"
 #include "transform.h"
 

@@ -3,7 +3,7 @@
  * base64, splitting the PLAIN message, constant-time password checks.
  * No I/O, no allocation; only reads cfg->users. Malformed input is -1.
  */
-#include "auth.h"
+#include "auth_sasl.h"
 
 #include <string.h>
 #include <strings.h>

@@ -19,7 +19,7 @@
 #include "log.h"
 #include "selector.h"
 #include "stats.h"
-#include "tls.h"
+#include "transport_tls.h"
 #include "transport.h"
 
 struct tls_conn {

@@ -3,7 +3,7 @@
  * in line length, line count and work per wake-up. Knows nothing of
  * SMTP or of which child it serves: the prefix says that.
  */
-#include "errpipe.h"
+#include "transform_errpipe.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -6,7 +6,7 @@
  * the new table in; a bad or changing file is logged, the old table
  * stays, and the reload is tried again once a second for 10 s.
  */
-#include "passwd.h"
+#include "auth_passwd.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -4,7 +4,7 @@
  * ID), an error comes back as an errno with nothing left, and a
  * cancelled open leaves no file once the worker hands it back.
  */
-#include "spool.h"
+#include "maildir_spool.h"
 #include "selector.h"
 #include "tmpdir.h"
 #include "unit.h"

@@ -11,7 +11,7 @@
  * both are, so every failure takes the same time whatever the hash cost.
  * The attempt owns itself: a session that goes away only unhooks itself.
  */
-#include "login.h"
+#include "auth_login.h"
 
 #include <arpa/inet.h>
 #include <crypt.h>
@@ -20,12 +20,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "auth.h"
+#include "auth_sasl.h"
 #include "log.h"
-#include "passwd.h"
-#include "session.h"
+#include "auth_passwd.h"
+#include "smtp_session.h"
 #include "stats.h"
-#include "throttle.h"
+#include "auth_throttle.h"
 #include "worker.h"
 
 #define LOGIN_NAME_MAX 256

@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "throttle.h"
+#include "auth_throttle.h"
 #include "unit.h"
 
 #define MIN (60ULL * 1000)

@@ -4,7 +4,7 @@
  */
 #include <stdint.h>
 
-#include "auth.h"
+#include "auth_sasl.h"
 #include "unit.h"
 
 #define S(x) x, sizeof(x) - 1

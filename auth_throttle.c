@@ -6,7 +6,7 @@
  * one when full. Memory is allocated once; nothing grows with the number
  * of clients or names.
  */
-#include "throttle.h"
+#include "auth_throttle.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>

@@ -12,11 +12,11 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "args.h"
+#include "smtpd_args.h"
 #include "buffer.h"
 #include "maildir.h"
 #include "parser.h"
-#include "reply.h"
+#include "smtp_reply.h"
 #include "selector.h"
 #include "transport.h"
 

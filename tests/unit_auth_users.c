@@ -11,7 +11,7 @@
 #include <stdlib.h>
 
 #include "unit.h"
-#include "users.h"
+#include "auth_users.h"
 #include "worker.h"
 
 #define S(x) x, sizeof(x) - 1

@@ -3,7 +3,7 @@
  * One thread is enough: a create is short next to a message's transfer,
  * and one thread keeps the order of the opens in a mailbox's tmp/.
  */
-#include "spool.h"
+#include "maildir_spool.h"
 
 #include <errno.h>
 #include <stdlib.h>
