@@ -8,6 +8,8 @@
 #   make test                unit tests + e2e suite on epoll with TLS, select
 #                            without TLS and an ASan+UBSan build with TLS
 #   make fuzz                run the libFuzzer harnesses for a while
+#   make graph               print the module graph and its cycles, redraw
+#                            docs/diagrams/modules.svg (docs/design.md)
 
 CC        ?= cc
 SELECTOR  ?= epoll
@@ -35,8 +37,9 @@ PYTHON    ?= /usr/bin/python3
 PORT_ARGS ?=
 
 SERVER_SRC = smtpd.c smtpd_args.c log.c stats.c \
-             smtp_session.c smtp_tls.c smtp_commands.c smtp_data.c smtp_accept.c \
-             smtp_reply.c smtp_proxy.c parser.c \
+             smtp_session.c smtp_state.c smtp_tls.c smtp_commands.c \
+             smtp_envelope.c smtp_data.c smtp_accept.c smtp_reply.c smtp_proxy.c \
+             parser.c \
              auth_sasl.c auth_login.c auth_throttle.c auth_users.c auth_passwd.c \
              maildir.c maildir_commit.c maildir_spool.c \
              transport.c transform.c transform_errpipe.c monitor.c \
@@ -53,7 +56,7 @@ LIB_OBJ    = $(filter-out $(BUILD)/smtpd.o,$(SERVER_OBJ))
 .SECONDARY:
 
 .PHONY: all run test check unit e2e e2e-epoll e2e-select e2e-asan test-deps \
-        clean fuzz bench install
+        clean fuzz bench install graph
 
 all: smtpd manager
 
@@ -149,6 +152,13 @@ test: test-deps all unit e2e-epoll e2e-select e2e-asan
 check: test-deps all unit
 	$(MAKE) e2e-epoll E2E_ARGS='-m "not slow"'
 	@echo "make check: unit tests and the quick e2e suite passed"
+
+# ---- the module graph (docs/design.md, section 1) ----------------------
+# Who uses whom, read from the objects (nm): every edge, every cycle, and
+# the picture, families as clusters (Graphviz dot, e2e/deps.sh installs it).
+graph: $(BUILD)/smtpd
+	$(PYTHON) tools/modgraph.py --dot docs/diagrams/modules.dot $(BUILD)
+	dot -Tsvg docs/diagrams/modules.dot -o docs/diagrams/modules.svg
 
 # ---- benchmarks (not part of test; docs/benchmarks.md) -----------------
 bench: all $(if $(filter 0,$(TLS)),,build/bench/tlsload $(DEMO_TLS)/cert.pem)

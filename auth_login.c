@@ -1,29 +1,32 @@
 /*
- * login.c - one login attempt: refused at once when its address or its
- * account is past the throttle (throttle.c), else queued and checked on a
+ * auth_login.c - one login attempt: refused at once when its address or its
+ * account is past the throttle (auth_throttle.c), else queued and checked on a
  * worker thread (crypt_r for hashes, a constant-time comparison for plain
  * passwords) while a 1 s timer runs. The queue hands a thread the waiting
  * check whose address and account are least busy (an address that logged
  * in as the user before goes first; ties in arrival order), at most
  * LOGIN_PER_ADDRESS of one address at a time, so guessers cannot keep
  * others' logins waiting.
- * A success is answered as soon as the check is done; a failure only once
- * both are, so every failure takes the same time whatever the hash cost.
- * The attempt owns itself: a session that goes away only unhooks itself.
+ * A success is handed back as soon as the check is done; a failure only
+ * once the delay is over too (the job waits in worker_later), so every
+ * failure takes the same time whatever the hash cost. The caller hears
+ * of the result through its done() callback; an attempt whose caller
+ * left (login_cancel) owns itself until the check is over.
  */
 #include "auth_login.h"
 
 #include <arpa/inet.h>
 #include <crypt.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <unistd.h>
 
 #include "auth_sasl.h"
 #include "log.h"
 #include "auth_passwd.h"
-#include "smtp_session.h"
 #include "stats.h"
 #include "auth_throttle.h"
 #include "worker.h"
@@ -36,7 +39,8 @@
 
 struct login {
     struct worker_job job;          /* first: the worker hands this back */
-    struct session *s;              /* NULL once the client has left */
+    login_done_fn done;             /* NULL once the caller has left */
+    void *data;
     char ip[INET6_ADDRSTRLEN];      /* the client's, for throttle and log */
     uint8_t addr[16];               /* its throttle key (IPv6: the /64) */
     char user[LOGIN_NAME_MAX];      /* as the client sent it */
@@ -47,15 +51,16 @@ struct login {
     int trusted;                    /* ip logged in as user before */
     int ok;                         /* the check's verdict */
     int checked;                    /* the worker is done */
-    int delayed;                    /* the failure delay is over */
-    struct login *prev, *next;      /* the waiting list, while waiting */
-    struct selector_timer timer;
+    uint64_t start;                 /* worker_now_ms() at login_begin */
+    TAILQ_ENTRY(login) link;        /* the waiting list, while waiting */
 };
+
+TAILQ_HEAD(login_list, login);
 
 static struct worker *login_worker;
 static size_t login_nthreads;
 static struct login *login_running[LOGIN_MAX_THREADS];
-static struct login *waiting_head, *waiting_tail;
+static struct login_list waiting = TAILQ_HEAD_INITIALIZER(waiting);
 static uint64_t login_full_warned;      /* when "table full" was logged */
 
 static void login_free(struct login *l)
@@ -101,30 +106,6 @@ static void login_run(struct worker_job *job)
 
 /* ---- the queue: least busy address first ------------------------------ */
 
-static void login_wait(struct login *l)
-{
-    l->prev = waiting_tail;
-    l->next = NULL;
-    if (waiting_tail)
-        waiting_tail->next = l;
-    else
-        waiting_head = l;
-    waiting_tail = l;
-}
-
-static void login_unwait(struct login *l)
-{
-    if (l->prev)
-        l->prev->next = l->next;
-    else
-        waiting_head = l->next;
-    if (l->next)
-        l->next->prev = l->prev;
-    else
-        waiting_tail = l->prev;
-    l->prev = l->next = NULL;
-}
-
 /* A free thread's slot, or -1. */
 static int login_free_thread(void)
 {
@@ -150,8 +131,9 @@ static struct login *login_pick(void)
 {
     struct login *best = NULL;
     unsigned best_load = 0;
-    uint64_t now = selector_now_ms();
-    for (struct login *l = waiting_head; l; l = l->next) {
+    uint64_t now = worker_now_ms();
+    struct login *l;
+    TAILQ_FOREACH(l, &waiting, link) {
         if (login_running_from(l) >= LOGIN_PER_ADDRESS)
             continue;
         unsigned load = l->trusted ? 0 : 1 + throttle_load(l->ip, l->user, now);
@@ -169,7 +151,7 @@ static void login_dispatch(void)
     int slot;
     struct login *l;
     while ((slot = login_free_thread()) >= 0 && (l = login_pick()) != NULL) {
-        login_unwait(l);
+        TAILQ_REMOVE(&waiting, l, link);
         login_running[slot] = l;
         worker_submit(login_worker, &l->job);
     }
@@ -196,33 +178,6 @@ static char *login_safe_name(char *dst, size_t len, const char *user)
     return log_escape(dst, len, tmp);
 }
 
-/* Replies, forgets the attempt, and reads what the client sent since. */
-static void login_reply(struct login *l, enum reply_id id)
-{
-    struct session *s = l->s;
-    selector_timer_cancel(session_env.sel, &l->timer);
-    s->login = NULL;
-    login_free(l);
-    if (s->closing)             /* shutting down: its 421 is on the way */
-        return;
-    session_reply(s, id);
-    session_resume(s);          /* may free s */
-}
-
-static void login_succeeded(struct login *l)
-{
-    struct session *s = l->s;
-    s->auth_user = strdup(l->user);
-    if (s->auth_user == NULL) {
-        login_reply(l, R_LOCAL_ERROR);
-        return;
-    }
-    for (char *p = s->auth_user; *p; p++)
-        *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
-    log_info("%s:%u authenticated as %s", s->ip, s->port, s->auth_user);
-    login_reply(l, R_AUTH_OK);
-}
-
 /* The line fail2ban reads: keep its form stable (docs/fail2ban/). */
 static void login_log_failure(const struct login *l)
 {
@@ -232,11 +187,20 @@ static void login_log_failure(const struct login *l)
              login_safe_name(safe, sizeof(safe), l->user), l->ip);
 }
 
-static void login_failed(struct login *l)
+/* Tells the caller and forgets the attempt. */
+static void login_answer(struct login *l, const char *user)
 {
+    l->done(l->data, user);
+    login_free(l);
+}
+
+/* The delay after a failed check is over. */
+static void login_on_delay(struct worker_job *job)
+{
+    struct login *l = (struct login *)job;
     login_log_failure(l);
     stats.auth_delayed++;
-    login_reply(l, R_AUTH_FAILED);
+    login_answer(l, NULL);
 }
 
 static void login_on_checked(struct worker_job *job)
@@ -244,27 +208,22 @@ static void login_on_checked(struct worker_job *job)
     struct login *l = (struct login *)job;
     l->checked = 1;
     login_unrun(l);
+    uint64_t now = worker_now_ms(), due = l->start + LOGIN_FAIL_DELAY_MS;
     /* Counted from its start until now; a success is not a failure. */
-    throttle_end(l->ip, l->user, l->ok, selector_now_ms());
+    throttle_end(l->ip, l->user, l->ok, now);
     login_dispatch();
-    if (l->s == NULL) {         /* the client left: still a failed guess */
+    if (l->done == NULL) {      /* the client left: still a failed guess */
         if (!l->ok)
             login_log_failure(l);
         login_free(l);
-    } else if (l->ok)
-        login_succeeded(l);
-    else if (l->delayed)
-        login_failed(l);
-    /* else the timer answers */
-}
-
-static void login_on_delay(struct selector *sel, void *data)
-{
-    struct login *l = data;
-    (void)sel;
-    l->delayed = 1;
-    if (l->checked)
-        login_failed(l);
+    } else if (l->ok) {
+        login_answer(l, l->user);
+    } else if (now >= due) {
+        login_on_delay(&l->job);
+    } else {
+        l->job.done = login_on_delay;
+        worker_later(login_worker, &l->job, due - now);
+    }
 }
 
 /* ---- refusals --------------------------------------------------------- */
@@ -275,7 +234,7 @@ static void login_log_refusal(const char *ip, const char *user,
                               enum throttle_verdict v)
 {
     char safe[LOGIN_NAME_MAX * 4 + 8];
-    uint64_t now = selector_now_ms();
+    uint64_t now = worker_now_ms();
     stats.auth_refused++;
     switch (v) {
     case THROTTLE_ACCOUNT:
@@ -298,15 +257,6 @@ static void login_log_refusal(const char *ip, const char *user,
 
 /* ---- public ----------------------------------------------------------- */
 
-static void login_on_worker(struct selector_key *key)
-{
-    worker_collect(key->data);
-}
-
-static const struct fd_handler login_worker_handler = {
-    .on_read = login_on_worker,
-};
-
 /* One thread fewer than the cores, so the loop keeps one; at most 4. */
 static size_t login_threads(void)
 {
@@ -324,20 +274,18 @@ int login_init(struct selector *sel)
     login_worker = worker_new(login_nthreads);
     if (login_worker == NULL)
         return -1;
-    return selector_register(sel, worker_fd(login_worker),
-                             &login_worker_handler, OP_READ, login_worker);
+    return worker_attach(login_worker, sel);
 }
 
 /* Every waiting check still runs (its failure is logged for fail2ban)
  * before the threads stop. */
-void login_shutdown(struct selector *sel)
+void login_shutdown(void)
 {
     if (login_worker == NULL)
         return;
-    selector_unregister(sel, worker_fd(login_worker));
-    while (waiting_head) {
-        struct login *l = waiting_head;
-        login_unwait(l);
+    struct login *l;
+    while ((l = TAILQ_FIRST(&waiting)) != NULL) {
+        TAILQ_REMOVE(&waiting, l, link);
         worker_submit(login_worker, &l->job);
     }
     worker_free(login_worker);
@@ -347,14 +295,14 @@ void login_shutdown(struct selector *sel)
 
 int login_refused(const char *ip)
 {
-    if (!throttle_blocked(ip, selector_now_ms()))
+    if (!throttle_blocked(ip, worker_now_ms()))
         return 0;
     login_log_refusal(ip, "", THROTTLE_ADDRESS);
     return 1;
 }
 
-/* A new attempt for s, its copies made; NULL when out of memory. */
-static struct login *login_new(struct session *s, const char *user,
+/* A new attempt, its copies made; NULL when out of memory. */
+static struct login *login_new(const char *ip, const char *user,
                                const char *pass)
 {
     struct login *l = calloc(1, sizeof(*l));
@@ -367,53 +315,51 @@ static struct login *login_new(struct session *s, const char *user,
         free(l);
         return NULL;
     }
-    snprintf(l->ip, sizeof(l->ip), "%s", s->ip);
+    snprintf(l->ip, sizeof(l->ip), "%s", ip);
     snprintf(l->user, sizeof(l->user), "%s", user);
     snprintf(l->pass, sizeof(l->pass), "%s", pass);
     (void)throttle_address(l->ip, l->addr);
     l->scheme = e ? e->scheme : USERS_CRYPT;
     l->known_user = e != NULL;
     l->trusted = throttle_known(l->ip, l->user);
-    l->s = s;
     l->job.run = login_run;
     l->job.done = login_on_checked;
-    l->timer.on_expire = login_on_delay;
-    l->timer.data = l;
     return l;
 }
 
-void login_begin(struct session *s, const char *user, const char *pass)
+struct login *login_begin(const char *ip, const char *user, const char *pass,
+                          login_done_fn done, void *data)
 {
-    enum throttle_verdict v = throttle_begin(s->ip, user, selector_now_ms());
+    uint64_t now = worker_now_ms();
+    enum throttle_verdict v = throttle_begin(ip, user, now);
     if (v != THROTTLE_GO) {
-        login_log_refusal(s->ip, user, v);
-        session_reply(s, R_AUTH_THROTTLED);
-        return;
+        login_log_refusal(ip, user, v);
+        errno = EAGAIN;
+        return NULL;
     }
-    struct login *l = login_new(s, user, pass);
+    struct login *l = login_new(ip, user, pass);
     if (l == NULL) {
-        throttle_end(s->ip, user, -1, selector_now_ms());  /* never ran */
-        session_reply(s, R_LOCAL_ERROR);
-        return;
+        throttle_end(ip, user, -1, now);    /* never ran */
+        errno = ENOMEM;
+        return NULL;
     }
-    s->login = l;
-    selector_timer_set(session_env.sel, &l->timer, LOGIN_FAIL_DELAY_MS);
-    login_wait(l);
+    l->done = done;
+    l->data = data;
+    l->start = now;
+    TAILQ_INSERT_TAIL(&waiting, l, link);
     login_dispatch();
+    return l;
 }
 
-void login_abandon(struct session *s)
+void login_cancel(struct login *l)
 {
-    struct login *l = s->login;
     if (l == NULL)
         return;
-    s->login = NULL;
-    l->s = NULL;
-    selector_timer_cancel(session_env.sel, &l->timer);
-    if (l->checked && !l->ok)
-        login_log_failure(l);   /* known, only its 535 was still waiting */
-    if (l->checked)
-        login_free(l);
-    /* else (waiting or running) it is still checked: login_on_checked
-     * logs a failure and frees it */
+    l->done = NULL;
+    if (!l->checked)
+        return;     /* waiting or running: login_on_checked frees it */
+    /* checked and failed: only its delay was still running */
+    worker_later_cancel(login_worker, &l->job);
+    login_log_failure(l);
+    login_free(l);
 }

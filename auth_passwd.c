@@ -1,5 +1,5 @@
 /*
- * passwd.c - reading the --passwd-file files (users.c parses them) and
+ * auth_passwd.c - reading the --passwd-file files (auth_users.c parses them) and
  * the -u users into the one table AUTH looks in; making every user's
  * mailbox. At start an error exits 2. SIGHUP rereads the files on a
  * worker thread (read, parse, new mailboxes, syncfs) and the loop swaps
@@ -318,12 +318,11 @@ struct passwd_job {
 };
 
 static struct worker *passwd_worker;
-static struct selector *passwd_sel;
-static struct selector_timer passwd_retry_timer;
+static struct worker_job passwd_retry;  /* handed back later: a retry */
 static bool passwd_running;             /* a job is out */
 static bool passwd_again;               /* SIGHUP while it was */
 static bool passwd_stopping;
-static uint64_t passwd_retry_until;     /* selector_now_ms(); retries end */
+static uint64_t passwd_retry_until;     /* worker_now_ms(); retries end */
 
 /* On the worker thread: touches nothing but the job, the files and the
  * mailbox root (passwd_cfg never changes after start). */
@@ -364,10 +363,9 @@ static void passwd_submit(void)
     worker_submit(passwd_worker, &j->job);
 }
 
-static void passwd_on_retry(struct selector *s, void *data)
+static void passwd_on_retry(struct worker_job *job)
 {
-    (void)s;
-    (void)data;
+    (void)job;
     if (!passwd_running && !passwd_stopping)
         passwd_submit();
 }
@@ -392,7 +390,7 @@ static void passwd_job_done(struct worker_job *job)
                  passwd_db->n);
     } else {
         retry = !passwd_again
-                && selector_now_ms() + PASSWD_RETRY_MS <= passwd_retry_until;
+                && worker_now_ms() + PASSWD_RETRY_MS <= passwd_retry_until;
         log_error("password files not reloaded, the old users stay: %s%s",
                   j->err, retry ? " (trying again in a second)" : "");
     }
@@ -401,37 +399,25 @@ static void passwd_job_done(struct worker_job *job)
         passwd_again = false;
         passwd_submit();
     } else if (retry) {
-        passwd_retry_timer.on_expire = passwd_on_retry;
-        selector_timer_set(passwd_sel, &passwd_retry_timer, PASSWD_RETRY_MS);
+        passwd_retry.done = passwd_on_retry;
+        worker_later(passwd_worker, &passwd_retry, PASSWD_RETRY_MS);
     }
 }
 
-static void passwd_on_worker(struct selector_key *key)
-{
-    worker_collect(key->data);
-}
-
-static const struct fd_handler passwd_handler = {
-    .on_read = passwd_on_worker,
-};
-
 int passwd_init(struct selector *sel)
 {
-    passwd_sel = sel;
     passwd_worker = worker_new(1);
     if (passwd_worker == NULL)
         return -1;
-    return selector_register(sel, worker_fd(passwd_worker), &passwd_handler,
-                             OP_READ, passwd_worker);
+    return worker_attach(passwd_worker, sel);
 }
 
-void passwd_shutdown(struct selector *sel)
+void passwd_shutdown(void)
 {
     passwd_stopping = true;
-    selector_timer_cancel(sel, &passwd_retry_timer);
     if (passwd_worker == NULL)
         return;
-    selector_unregister(sel, worker_fd(passwd_worker));
+    worker_later_cancel(passwd_worker, &passwd_retry);
     worker_free(passwd_worker);         /* waits for a reload under way */
     passwd_worker = NULL;
 }
@@ -441,12 +427,12 @@ void passwd_reload(void)
     if (passwd_cfg == NULL || passwd_cfg->n_passwd_files == 0
         || passwd_worker == NULL || passwd_stopping)
         return;
-    passwd_retry_until = selector_now_ms() + PASSWD_RETRY_FOR_MS;
+    passwd_retry_until = worker_now_ms() + PASSWD_RETRY_FOR_MS;
     if (passwd_running) {
         passwd_again = true;
         return;
     }
-    selector_timer_cancel(passwd_sel, &passwd_retry_timer);
+    worker_later_cancel(passwd_worker, &passwd_retry);
     passwd_submit();
 }
 

@@ -1,12 +1,11 @@
 /*
- * auth.c - SASL helpers for AUTH PLAIN/LOGIN (RFC 4954, 4616): strict
+ * auth_sasl.c - SASL helpers for AUTH PLAIN/LOGIN (RFC 4954, 4616): strict
  * base64, splitting the PLAIN message, constant-time password checks.
  * No I/O, no allocation; only reads cfg->users. Malformed input is -1.
  */
 #include "auth_sasl.h"
 
 #include <string.h>
-#include <strings.h>
 
 static const char auth_b64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -158,34 +157,4 @@ static int auth_equal_ct(const char *a, size_t alen, const char *b,
 int auth_password_equal(const char *want, const char *got)
 {
     return auth_equal_ct(want, strlen(want), got, strlen(got));
-}
-
-/* Scans every user (no early exit) so the lookup time is always the same. */
-static const struct user *auth_find_user(const struct config *cfg,
-                                         const char *name)
-{
-    const struct user *found = NULL;
-
-    for (size_t i = 0; i < cfg->n_users && i < ARGS_MAX_USERS; i++) {
-        const struct user *u = &cfg->users[i];
-        if (!found && u->name && strcasecmp(u->name, name) == 0)
-            found = u;
-    }
-    return found;
-}
-
-int auth_check(const struct config *cfg, const char *user, const char *pass)
-{
-    static const char dummy[] = "smtpd-no-such-user-dummy-password";
-    const struct user *u;
-    const char *want;
-    int same;
-
-    if (!cfg || !user || !pass)
-        return 0;
-    u = auth_find_user(cfg, user);
-    /* An unknown user still costs a comparison: timing must not tell. */
-    want = (u && u->pass) ? u->pass : dummy;
-    same = auth_equal_ct(want, strlen(want), pass, strlen(pass));
-    return u && u->pass && same;
 }

@@ -1,5 +1,5 @@
 /*
- * throttle.c - two fixed tables (client addresses, user names) of recent
+ * auth_throttle.c - two fixed tables (client addresses, user names) of recent
  * failed logins and checks in flight, plus a ring of (user, address)
  * pairs that logged in. Each table: hash chains under a keyed SipHash to
  * find an entry, a list ordered by last use to forget the oldest unlocked

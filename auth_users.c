@@ -1,5 +1,5 @@
 /*
- * users.c - Dovecot passwd-file lines into a sorted table of users.
+ * auth_users.c - Dovecot passwd-file lines into a sorted table of users.
  * Pure: no I/O, no logging; every error is a static string for the caller
  * to print with the file name and line. Allocation failure is -1.
  */

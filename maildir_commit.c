@@ -1,5 +1,5 @@
 /*
- * committer.c - group commit: a thread (worker.c, batch mode) that makes
+ * maildir_commit.c - group commit: a thread (worker.c, batch mode) that makes
  * finished spool files durable and links them into every recipient's
  * new/, many messages per disk flush; worker.c hands the results back to
  * the event loop through its eventfd.
@@ -441,14 +441,9 @@ void committer_flush(struct committer *c)
     worker_kick(c->thread);
 }
 
-int committer_fd(const struct committer *c)
+int committer_attach(struct committer *c, struct selector *sel)
 {
-    return worker_fd(c->thread);
-}
-
-void committer_collect(struct committer *c)
-{
-    worker_collect(c->thread);
+    return worker_attach(c->thread, sel);
 }
 
 size_t committer_pending(const struct committer *c)

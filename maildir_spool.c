@@ -1,5 +1,5 @@
 /*
- * spool.c - spool files created on a worker thread (include/spool.h).
+ * maildir_spool.c - spool files created on a worker thread (include/maildir_spool.h).
  * One thread is enough: a create is short next to a message's transfer,
  * and one thread keeps the order of the opens in a mailbox's tmp/.
  */
@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "selector.h"
 #include "worker.h"
 
 struct spool_open {
@@ -47,29 +46,18 @@ static void spool_opened(struct worker_job *job)
     free(op);
 }
 
-static void spool_on_worker(struct selector_key *key)
-{
-    worker_collect(key->data);
-}
-
-static const struct fd_handler spool_handler = {
-    .on_read = spool_on_worker,
-};
-
 int spool_init(struct selector *sel)
 {
     spool_worker = worker_new(1);
     if (spool_worker == NULL)
         return -1;
-    return selector_register(sel, worker_fd(spool_worker), &spool_handler,
-                             OP_READ, spool_worker);
+    return worker_attach(spool_worker, sel);
 }
 
-void spool_shutdown(struct selector *sel)
+void spool_shutdown(void)
 {
     if (spool_worker == NULL)
         return;
-    selector_unregister(sel, worker_fd(spool_worker));
     worker_free(spool_worker);
     spool_worker = NULL;
 }

@@ -1,9 +1,10 @@
 /*
- * accept.c - the listening sockets' handler: accepts at most 64 clients
- * per wake-up (the selector's rule), refuses with 421 those over -c, past
- * what the selector can watch or arriving during shutdown, keeps one
- * descriptor in reserve to say 421 even when out of descriptors, and
- * hands every other client to session_start.
+ * smtp_accept.c - the listening sockets' handler: accepts at most 64
+ * clients per wake-up (the selector's rule), refuses with 421 those over
+ * -c, past what the selector can watch or arriving during shutdown, keeps
+ * one descriptor in reserve to say 421 even when out of descriptors, and
+ * hands every other client to session_start, refusing it too when the
+ * session cannot start. The session never calls back here.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,7 +19,7 @@
 
 /* A refusal that needs no session: one best-effort write, then close.
  * On the implicit-TLS port a plaintext reply would only be noise. */
-void session_refuse(int fd, enum reply_id id, bool tls)
+static void session_refuse(int fd, enum reply_id id, bool tls)
 {
     char line[REPLY_LINE_MAX];
     if (tls) {
@@ -72,8 +73,9 @@ static void session_accept(struct selector_key *key, bool tls)
                    || fd >= selector_fd_limit(session_env.sel)) {
             log_warn("refused a client: %zu connected, fd %d", session_count(), fd);
             session_refuse(fd, R_TOO_MANY_CLIENTS, tls);
-        } else {
-            session_start(fd, &ss, tls);
+        } else if (session_start(fd, &ss, tls) < 0) {
+            session_refuse(fd, errno == EAGAIN ? R_TOO_MANY_CLIENTS
+                                               : R_LOCAL_ERROR, tls);
         }
     }
 }

@@ -1,5 +1,5 @@
 /*
- * delivery.c - one message from DATA to new/: the spool file with our
+ * smtp_data.c - one message from DATA to new/: the spool file with our
  * trace headers, the size limit, the optional filter, the hand-over to
  * the committer, and the reply that tells the client how it went. 250 is
  * sent only from the committer's callback, after the file is durable.
@@ -48,7 +48,7 @@ static int delivery_trace_headers(struct session *s)
     return maildir_msg_write(&s->msg, head, (size_t)n);
 }
 
-/* The spool file exists (spool.c made it off the loop thread): trace
+/* The spool file exists (maildir_spool.c made it off the loop thread): trace
  * headers, then 354. A failure answers DATA and keeps the transaction. */
 static void delivery_opened(void *data, struct maildir_msg *msg, int error)
 {
@@ -289,7 +289,7 @@ static void delivery_filter_failed(struct session *s, int err)
     delivery_finish(s, R_LOCAL_ERROR, NULL);
 }
 
-/* The filter's output file exists (spool.c made it off the loop). */
+/* The filter's output file exists (maildir_spool.c made it off the loop). */
 static void delivery_filter_opened(void *data, struct maildir_msg *msg,
                                    int error)
 {

@@ -1,5 +1,5 @@
 /*
- * proxy.c - the PROXY protocol header a load balancer sends before the
+ * smtp_proxy.c - the PROXY protocol header a load balancer sends before the
  * client's bytes (version 1: one text line; version 2: a binary block),
  * and matching a peer against the --proxy-from list. Bytes in, a verdict
  * out: no I/O, no allocation, so it is unit-tested prefix by prefix and

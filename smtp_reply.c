@@ -1,8 +1,8 @@
 /*
- * reply.c - the reply table: what the server says, and with which codes;
- * reply_format(), the one formatter of a reply line (pure, clamped); and
- * session_reply(), which puts a formatted row into a session's output
- * buffer and counts errors in a row. Handlers name a row (session_reply(s,
+ * smtp_reply.c - the reply table: what the server says, and with which
+ * codes; and reply_format(), the one formatter of a reply line (pure,
+ * clamped), used by session_reply (smtp_state.c) and by the refusals at
+ * accept (smtp_accept.c). Handlers name a row (session_reply(s,
  * R_NEED_MAIL)); nothing else in the program writes a reply code.
  */
 #include <stdarg.h>
@@ -10,9 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "log.h"
 #include "smtp_reply.h"
-#include "smtp_session.h"
 
 const struct reply replies[R_COUNT] = {
     [R_GREETING]         = { 220, NULL,    "%s ESMTP" },
@@ -128,60 +126,4 @@ size_t reply_format(char *buf, size_t cap, enum reply_id id, unsigned flags,
     size_t n = reply_vformat(buf, cap, id, flags, domain, ap);
     va_end(ap);
     return n;
-}
-
-/* ---- replies ---------------------------------------------------------- */
-
-static void session_out(struct session *s, const char *p, size_t n)
-{
-    /* The input side stops while less than SESSION_REPLY_MAX is free, so
-     * a reply always fits; if one does not, the invariant is broken. */
-    if (buffer_append(&s->out, p, n) < 0) {
-        log_error("%s:%u reply buffer overflow, closing", s->ip, s->port);
-        s->closing = true;
-    }
-}
-
-void session_reply_raw(struct session *s, const char *text, size_t len)
-{
-    session_out(s, text, len);
-}
-
-/* Counts erroneous replies in a row; the 10th becomes 421 4.7.0. */
-static enum reply_id session_count_error(struct session *s, enum reply_id id)
-{
-    int code = replies[id].code;
-    if (code < 400 || code == 421) {
-        if (code < 300)
-            s->errors = 0;
-        return id;
-    }
-    if (++s->errors >= SESSION_MAX_ERRORS)
-        return R_TOO_MANY_ERRORS;
-    return id;
-}
-
-void session_reply(struct session *s, enum reply_id id, ...)
-{
-    id = session_count_error(s, id);
-    char line[REPLY_LINE_MAX];
-    va_list ap;
-    va_start(ap, id);
-    size_t n = reply_vformat(line, sizeof(line), id, 0, session_env.cfg->domain, ap);
-    va_end(ap);
-    session_out(s, line, n);
-    if (replies[id].code == 421 || replies[id].code == 221)
-        session_close_after_flush(s);
-}
-
-/* One line of a multi-line reply ("NNN-"): no error count, no close. */
-void session_reply_more(struct session *s, enum reply_id id, ...)
-{
-    char line[REPLY_LINE_MAX];
-    va_list ap;
-    va_start(ap, id);
-    size_t n = reply_vformat(line, sizeof(line), id, REPLY_MORE,
-                             session_env.cfg->domain, ap);
-    va_end(ap);
-    session_out(s, line, n);
 }

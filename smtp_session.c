@@ -1,17 +1,18 @@
 /*
- * session.c - one SMTP client from session_start() to close(): reading and
- * splitting input, queueing replies, idle timeouts, shutdown. accept.c
- * accepts it; what each command does is in commands.c; the DATA body
- * goes to delivery.c.
+ * smtp_session.c - one SMTP client from session_start() to close(): its
+ * socket's events, reading and splitting input, writing replies,
+ * backpressure, idle timeouts, shutdown. smtp_accept.c accepts it; its
+ * data and queued replies are smtp_state.c's; what each command does is
+ * in smtp_commands.c; the DATA body goes to smtp_data.c.
  * A session is freed only from its on_close handler.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -21,15 +22,12 @@
 #include "stats.h"
 #include "transform.h"
 
-struct session_env session_env;
-
-static struct session *sessions;        /* list of live sessions */
+static LIST_HEAD(, session) sessions = LIST_HEAD_INITIALIZER(sessions);
 static size_t nsessions;
 
 static void session_on_read(struct selector_key *key);
 static void session_on_write(struct selector_key *key);
 static void session_on_close(struct selector_key *key);
-static void session_format_peer(struct session *s, const struct sockaddr_storage *ss);
 
 static const struct fd_handler session_handler = {
     .on_read = session_on_read,
@@ -37,104 +35,9 @@ static const struct fd_handler session_handler = {
     .on_close = session_on_close,
 };
 
-void session_init(const struct config *cfg, struct selector *sel,
-                  struct committer *c)
-{
-    session_env.cfg = cfg;
-    session_env.sel = sel;
-    session_env.committer = c;
-    session_env.shutting_down = false;
-}
-
 size_t session_count(void)
 {
     return nsessions;
-}
-
-/* ---- state ------------------------------------------------------------ */
-
-static const char *session_state_name(enum session_state st)
-{
-    switch (st) {
-    case ST_CONNECTED: return "connected";
-    case ST_READY:     return "ready";
-    case ST_MAIL:      return "mail";
-    case ST_RCPT:      return "rcpt";
-    case ST_DATA:      return "data";
-    case ST_AUTH:      return "auth";
-    case ST_WAIT:      return "wait";
-    case ST_PROXY:     return "proxy";
-    }
-    return "?";
-}
-
-void session_set_state(struct session *s, enum session_state st)
-{
-    if (s->state != st)
-        log_debug("%s:%u state %s -> %s", s->ip, s->port,
-                  session_state_name(s->state), session_state_name(st));
-    s->state = st;
-}
-
-static void session_free_rcpts(struct session *s)
-{
-    for (size_t i = 0; i < s->nrcpts; i++) {
-        free(s->rcpts[i]);
-        free(s->boxes[i]);
-    }
-    s->nrcpts = 0;
-}
-
-void session_reset_transaction(struct session *s)
-{
-    free(s->sender);
-    s->sender = NULL;
-    session_free_rcpts(s);
-    s->body_size = 0;
-    s->message_start = 0;
-    s->too_big = false;
-    s->write_errno = 0;
-    if (s->state & (ST_MAIL | ST_RCPT | ST_DATA | ST_WAIT))
-        session_set_state(s, s->helo ? ST_READY : ST_CONNECTED);
-}
-
-void session_close_after_flush(struct session *s)
-{
-    s->closing = true;
-}
-
-/* ---- input buffer: small for commands, big for DATA ------------------- */
-
-int session_use_big_input(struct session *s)
-{
-    if (s->in_big)
-        return 0;
-    s->in_big = malloc(SESSION_IN_BIG);
-    if (s->in_big == NULL)
-        return -1;
-    size_t n;
-    uint8_t *p = buffer_read_ptr(&s->in, &n);
-    memcpy(s->in_big, p, n);
-    buffer_init(&s->in, s->in_big, SESSION_IN_BIG);
-    buffer_write_adv(&s->in, n);
-    return 0;
-}
-
-/* Back to the session's own small buffer once the big one is not needed:
- * idle clients then cost only the session struct. */
-static void session_use_small_input(struct session *s)
-{
-    size_t n;
-    uint8_t *p = buffer_read_ptr(&s->in, &n);
-    /* A partial line over SMTP_LINE_MAX can only be a long AUTH line. */
-    if (s->in_big == NULL || n > SMTP_LINE_MAX || (s->state & (ST_DATA | ST_AUTH)))
-        return;
-    uint8_t *small = (uint8_t *)(s + 1);
-    memmove(small, p, n);
-    buffer_init(&s->in, small, SESSION_IN_SMALL);
-    buffer_write_adv(&s->in, n);
-    free(s->in_big);
-    s->in_big = NULL;
 }
 
 /* ---- I/O -------------------------------------------------------------- */
@@ -418,7 +321,7 @@ static bool session_process_proxy(struct session *s)
     return true;
 }
 
-/* A whole header was read (here or, before TLS, in session_tls.c): its
+/* A whole header was read (here or, before TLS, in smtp_tls.c): its
  * source is the client from now on. */
 void session_proxy_accepted(struct session *s, const struct proxy_header *h)
 {
@@ -478,21 +381,6 @@ void session_resume(struct session *s)
 
 /* ---- accept and close ------------------------------------------------- */
 
-static void session_format_peer(struct session *s, const struct sockaddr_storage *ss)
-{
-    if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)ss;
-        inet_ntop(AF_INET6, &a6->sin6_addr, s->ip, sizeof(s->ip));
-        s->port = ntohs(a6->sin6_port);
-        snprintf(s->addr, sizeof(s->addr), "[IPv6:%s]", s->ip);
-    } else {
-        const struct sockaddr_in *a4 = (const struct sockaddr_in *)ss;
-        inet_ntop(AF_INET, &a4->sin_addr, s->ip, sizeof(s->ip));
-        s->port = ntohs(a4->sin_port);
-        snprintf(s->addr, sizeof(s->addr), "[%s]", s->ip);
-    }
-}
-
 static struct session *session_new(int fd, const struct sockaddr_storage *ss)
 {
     struct session *s = calloc(1, sizeof(*s) + SESSION_IN_SMALL + SESSION_OUT_SIZE);
@@ -513,27 +401,7 @@ static struct session *session_new(int fd, const struct sockaddr_storage *ss)
     return s;
 }
 
-static void session_link(struct session *s)
-{
-    s->next = sessions;
-    if (sessions)
-        sessions->prev = s;
-    sessions = s;
-    nsessions++;
-}
-
-static void session_unlink(struct session *s)
-{
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        sessions = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    nsessions--;
-}
-
-void session_start(int fd, const struct sockaddr_storage *ss, bool tls)
+int session_start(int fd, const struct sockaddr_storage *ss, bool tls)
 {
     struct session *s = session_new(fd, ss);
     /* A balancer's client: the PROXY header comes first, before any TLS. */
@@ -544,42 +412,45 @@ void session_start(int fd, const struct sockaddr_storage *ss, bool tls)
         if (s)
             transport_close(&s->t);
         free(s);
-        session_refuse(fd, R_LOCAL_ERROR, tls);
-        return;
+        errno = ENOMEM;
+        return -1;
     }
     if (selector_register(session_env.sel, fd, &session_handler, OP_READ, s) < 0) {
         log_error("cannot watch client fd %d: %s", fd, strerror(errno));
         transport_close(&s->t);
         free(s);
-        session_refuse(fd, R_TOO_MANY_CLIENTS, tls);
-        return;
+        errno = EAGAIN;
+        return -1;
     }
-    session_link(s);
+    LIST_INSERT_HEAD(&sessions, s, link);
+    nsessions++;
     stats.connections_total++;
     stats.connections_current++;
     log_info("%s:%u connect%s (fd %d, %zu clients)", s->ip, s->port,
              tls ? " on the TLS port" : "", fd, nsessions);
     if (proxied) {
-        s->state = ST_PROXY;    /* silent until the header (proxy.h) */
+        s->state = ST_PROXY;    /* silent until the header (smtp_proxy.h) */
         s->tls_after_proxy = tls;
         selector_timer_set(session_env.sel, &s->timer, PROXY_TIMEOUT_MS);
-        return;
+        return 0;
     }
     if (tls) {      /* the greeting comes after the handshake */
         session_timer_rearm(s);
-        return;
+        return 0;
     }
     session_greet(s);
     session_flush(s);
+    return 0;
 }
 
 static void session_on_close(struct selector_key *key)
 {
     struct session *s = key->data;
     delivery_abandon(s);
-    login_abandon(s);
+    login_cancel(s->login);
     selector_timer_cancel(session_env.sel, &s->timer);
-    session_unlink(s);
+    LIST_REMOVE(s, link);
+    nsessions--;
     stats.connections_current--;
     log_info("%s:%u disconnect (%zu clients)", s->ip, s->port, nsessions);
     session_reset_transaction(s);
@@ -602,8 +473,8 @@ void session_shutdown_all(void)
 {
     session_env.shutting_down = true;
     struct session *next;
-    for (struct session *s = sessions; s; s = next) {
-        next = s->next;
+    for (struct session *s = LIST_FIRST(&sessions); s; s = next) {
+        next = LIST_NEXT(s, link);
         if (s->t.handshaking || s->tls_starting) {
             session_close(s);
         } else if (s->state & (ST_DATA | ST_WAIT)) {
@@ -619,6 +490,6 @@ void session_shutdown_all(void)
 
 void session_close_all(void)
 {
-    while (sessions)
-        session_close(sessions);
+    while (!LIST_EMPTY(&sessions))
+        session_close(LIST_FIRST(&sessions));
 }

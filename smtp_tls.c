@@ -1,5 +1,5 @@
 /*
- * session_tls.c - where TLS enters the life of a session: STARTTLS (the
+ * smtp_tls.c - where TLS enters the life of a session: STARTTLS (the
  * 220 is out, the handshake begins), the implicit-TLS port (handshake
  * first, greeting after), and each step of the handshake. The bytes
  * themselves go through the session's transport (transport.h); this file
@@ -118,7 +118,7 @@ static void session_tls_after_proxy(struct session *s,
  * OpenSSL. A peek shows what has come; bytes of a header not yet whole
  * are taken into the input buffer, so the socket is not left readable
  * for nothing. The 3 s deadline and the silent close on a bad header
- * are the plain port's (session.c).
+ * are the plain port's (smtp_session.c).
  */
 void session_tls_proxy_read(struct session *s)
 {

@@ -1,5 +1,5 @@
 /*
- * args.c - smtpd's command line (smtpd.8) into struct config. Checks every
+ * smtpd_args.c - smtpd's command line (smtpd.8) into struct config. Checks every
  * value that needs no I/O; on a bad one prints one line and exits 2 before
  * anything is opened.
  */

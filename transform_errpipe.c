@@ -1,5 +1,5 @@
 /*
- * errpipe.c - a child's stderr into the log, a line at a time, bounded
+ * transform_errpipe.c - a child's stderr into the log, a line at a time, bounded
  * in line length, line count and work per wake-up. Knows nothing of
  * SMTP or of which child it serves: the prefix says that.
  */

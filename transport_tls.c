@@ -1,5 +1,5 @@
 /*
- * tls.c - TLS for client sessions with OpenSSL: the server's certificate
+ * transport_tls.c - TLS for client sessions with OpenSSL: the server's certificate
  * and key (loaded at start, again on SIGHUP), and the TLS transport, whose
  * handshake, reads and writes never block: OpenSSL's "want read" and
  * "want write" become selector interest (transport.want). The only file

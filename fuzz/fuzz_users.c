@@ -1,5 +1,5 @@
 /*
- * fuzz_users.c - libFuzzer harness for users.c: the input is a password
+ * fuzz_users.c - libFuzzer harness for auth_users.c: the input is a password
  * file. Every line is parsed alone, the whole text into a table, and the
  * results must agree: a line accepted alone names a valid local-part and
  * lies inside the line; a table built without error finds each of its

@@ -1,35 +1,42 @@
 /*
- * login.h - one AUTH attempt from complete credentials to its reply: the
- * per-address throttle, the password check on a worker thread, and the
- * delay before every failure. The session reads nothing while s->login
- * is set.
+ * auth_login.h - one login attempt from complete credentials to its
+ * verdict: the per-address throttle, the password check on a worker
+ * thread, and the delay before every failure. Knows no SMTP: the caller
+ * hears of the result through a callback, like maildir_spool.h.
  */
-#ifndef LOGIN_H
-#define LOGIN_H
+#ifndef AUTH_LOGIN_H
+#define AUTH_LOGIN_H
 
 #include <stddef.h>
 
-#include "selector.h"
-
-struct session;
+struct login;
+struct selector;
 
 #define LOGIN_FAIL_DELAY_MS 1000
 
-/* Starts the worker threads and watches their results. 0, or -1 with
- * errno. */
+/* done(data, user): user is the name that logged in, as given to
+ * login_begin (valid during the call only), or NULL after a failure,
+ * which comes LOGIN_FAIL_DELAY_MS after login_begin at the earliest.
+ * Runs on the loop thread; the attempt is gone when it returns. */
+typedef void (*login_done_fn)(void *data, const char *user);
+
+/* Starts the worker threads, attached to sel (worker_attach). 0, or -1
+ * with errno. */
 int login_init(struct selector *sel);
 
 /* Waits for the checks still running, then stops the threads. */
-void login_shutdown(struct selector *sel);
+void login_shutdown(void);
 
 /* True when the address must get 454 now (too many failures). */
 int login_refused(const char *ip);
 
-/* Checks user/pass for s: replies 235, 535 (after the delay) or 454, then
- * resumes reading the session's input. */
-void login_begin(struct session *s, const char *user, const char *pass);
+/* Checks user/pass for the client at ip; done() follows. NULL with errno
+ * EAGAIN when the address or the account is throttled (logged), ENOMEM
+ * when out of memory; done() then never runs. */
+struct login *login_begin(const char *ip, const char *user, const char *pass,
+                          login_done_fn done, void *data);
 
-/* The client left: its attempt goes on but will not touch the session. */
-void login_abandon(struct session *s);
+/* The caller goes away: done() will not run; a failure is still logged. */
+void login_cancel(struct login *l);
 
 #endif

@@ -1,16 +1,17 @@
 /*
- * passwd.h - the users who may log in: every -u user and every line of
+ * auth_passwd.h - the users who may log in: every -u user and every line of
  * the --passwd-file files, as one table that SIGHUP rebuilds. Called on
  * the loop thread only; a reload reads the files on a thread of its own.
  */
-#ifndef PASSWD_H
-#define PASSWD_H
+#ifndef AUTH_PASSWD_H
+#define AUTH_PASSWD_H
 
 #include <stddef.h>
 
 #include "smtpd_args.h"
-#include "selector.h"
 #include "auth_users.h"
+
+struct selector;
 
 /* Loads the files and -u users, warning in the log where warranted. On
  * any error prints "smtpd: FILE:LINE: reason" (or the file and why it
@@ -20,11 +21,11 @@ void passwd_start(const struct config *cfg);
 /* Creates every user's mailbox (the root must exist); exits 2 on error. */
 void passwd_start_mailboxes(void);
 
-/* The reload thread, its eventfd watched by sel. 0, or -1 with errno. */
+/* The reload thread, attached to sel (worker_attach). 0, or -1 with errno. */
 int passwd_init(struct selector *sel);
 
 /* Waits for a reload under way (its result is dropped), stops the thread. */
-void passwd_shutdown(struct selector *sel);
+void passwd_shutdown(void);
 
 /*
  * SIGHUP: rereads the files on the reload thread (each must be a regular

@@ -1,14 +1,13 @@
 /*
- * auth.h - SASL PLAIN (RFC 4616) and LOGIN for AUTH (RFC 4954): base64,
+ * auth_sasl.h - SASL PLAIN (RFC 4616) and LOGIN for AUTH (RFC 4954): base64,
  * splitting the PLAIN message, checking a password in constant time.
  * No I/O; the session drives the exchange.
  */
-#ifndef AUTH_H
-#define AUTH_H
+#ifndef AUTH_SASL_H
+#define AUTH_SASL_H
 
 #include <stddef.h>
 #include <stdint.h>
-#include "smtpd_args.h"
 
 /* Decodes base64 (RFC 4648, padding required, no whitespace) from
  * in[0..len) into out (cap bytes). 0 and *outlen set, or -1 if malformed
@@ -29,9 +28,5 @@ int auth_plain_split(const uint8_t *msg, size_t len, char *user, size_t ucap,
 /* 1 when the two strings are equal, compared in time that depends on
  * their lengths only; else 0. */
 int auth_password_equal(const char *want, const char *got);
-
-/* 1 when user (matched case-insensitively) exists in cfg with exactly
- * this password, compared in constant time; else 0. */
-int auth_check(const struct config *cfg, const char *user, const char *pass);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * throttle.h - how many password checks an address and an account may
+ * auth_throttle.h - how many password checks an address and an account may
  * have: two tables of fixed size, one of client addresses (an IPv6 client
  * by its /64), one of user names, each remembering the last
  * THROTTLE_MAX_FAILS failures and the checks let in and not finished.
@@ -17,8 +17,8 @@
  * are hashed with a key drawn at start, so addresses cannot be chosen to
  * collide. Loop thread only; times are selector_now_ms() values.
  */
-#ifndef THROTTLE_H
-#define THROTTLE_H
+#ifndef AUTH_THROTTLE_H
+#define AUTH_THROTTLE_H
 
 #include <stddef.h>
 #include <stdint.h>

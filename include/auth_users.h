@@ -1,10 +1,10 @@
 /*
- * users.h - the password file (Dovecot's passwd-file format) as text:
+ * auth_users.h - the password file (Dovecot's passwd-file format) as text:
  * parsing one line, parsing a whole file held in memory, and the sorted
- * table of users that results. No I/O: passwd.c reads the files.
+ * table of users that results. No I/O: auth_passwd.c reads the files.
  */
-#ifndef USERS_H
-#define USERS_H
+#ifndef AUTH_USERS_H
+#define AUTH_USERS_H
 
 #include <stddef.h>
 

@@ -1,13 +1,13 @@
 /*
- * spool.h - spool files created off the loop thread. Creating a file is a
+ * maildir_spool.h - spool files created off the loop thread. Creating a file is a
  * disk operation like any other: on a busy disk, or on ext4 without a
  * journal next to many recently deleted files, one open(O_CREAT) can take
  * milliseconds, and on the loop thread every client would wait for it. A
  * worker thread (worker.c) creates the file; the caller's done() runs on
  * the loop thread with the result.
  */
-#ifndef SPOOL_H
-#define SPOOL_H
+#ifndef MAILDIR_SPOOL_H
+#define MAILDIR_SPOOL_H
 
 #include "maildir.h"
 
@@ -18,12 +18,12 @@ struct spool_open;
  * move it out), or an errno and msg closed. Runs on the loop thread. */
 typedef void (*spool_done_fn)(void *data, struct maildir_msg *msg, int error);
 
-/* Starts the worker and registers its descriptor. -1 with errno. */
+/* Starts the worker and attaches it to sel. -1 with errno. */
 int spool_init(struct selector *sel);
 
 /* Finishes what is in flight (files of cancelled opens are removed) and
  * stops the worker. */
-void spool_shutdown(struct selector *sel);
+void spool_shutdown(void);
 
 /* Creates a spool file in root/box/tmp/ on the worker: a new message's
  * (maildir_msg_open) when like is NULL, else a copy sharing like's queue

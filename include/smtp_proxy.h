@@ -1,12 +1,12 @@
 /*
- * proxy.h - the PROXY protocol header (HAProxy's version 1 text line and
+ * smtp_proxy.h - the PROXY protocol header (HAProxy's version 1 text line and
  * version 2 binary block) that a load balancer puts before the client's
  * own bytes, and the --proxy-from address lists that say who may send it.
  * Pure functions: no I/O, no allocation, any bytes may be fed
  * (fuzz/fuzz_proxy.c does).
  */
-#ifndef PROXY_H
-#define PROXY_H
+#ifndef SMTP_PROXY_H
+#define SMTP_PROXY_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,11 +1,11 @@
 /*
- * reply.h - every SMTP reply the server sends, in one table (reply.c):
+ * smtp_reply.h - every SMTP reply the server sends, in one table (smtp_reply.c):
  * code, enhanced status code (RFC 3463) and text side by side. A few texts
  * are printf formats filled in by session_reply(). reply_format() turns a
  * row into one line; it is the only code that writes a reply line.
  */
-#ifndef REPLY_H
-#define REPLY_H
+#ifndef SMTP_REPLY_H
+#define SMTP_REPLY_H
 
 #include <stdarg.h>
 #include <stddef.h>

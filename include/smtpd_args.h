@@ -1,8 +1,8 @@
 /*
- * args.h - smtpd's command line (smtpd.8) into a struct config.
+ * smtpd_args.h - smtpd's command line (smtpd.8) into a struct config.
  */
-#ifndef ARGS_H
-#define ARGS_H
+#ifndef SMTPD_ARGS_H
+#define SMTPD_ARGS_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,12 +1,12 @@
 /*
- * errpipe.h - a child's standard error turned into log lines. The read
+ * transform_errpipe.h - a child's standard error turned into log lines. The read
  * end of a pipe is watched by the selector; each line the child writes
  * is logged as "PREFIX: line", cut to ERRPIPE_LINE_MAX bytes, with
  * control bytes shown as '?', and at most ERRPIPE_MAX_LINES lines per
  * pipe, so a chatty or hostile program cannot flood the log.
  */
-#ifndef ERRPIPE_H
-#define ERRPIPE_H
+#ifndef TRANSFORM_ERRPIPE_H
+#define TRANSFORM_ERRPIPE_H
 
 #include "selector.h"
 

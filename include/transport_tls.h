@@ -1,10 +1,10 @@
 /*
- * tls.h - the server's TLS settings: certificate and key, loaded at start
- * and on SIGHUP, and the TLS transport built on them (tls.c, OpenSSL).
+ * transport_tls.h - the server's TLS settings: certificate and key, loaded at start
+ * and on SIGHUP, and the TLS transport built on them (transport_tls.c, OpenSSL).
  * Built without TLS (make TLS=0) every function says "not available".
  */
-#ifndef TLS_H
-#define TLS_H
+#ifndef TRANSPORT_TLS_H
+#define TRANSPORT_TLS_H
 
 #include <stdbool.h>
 #include <stddef.h>

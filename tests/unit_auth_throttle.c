@@ -1,5 +1,5 @@
 /*
- * unit_throttle.c - throttle.c: the window and the refusal period, checks
+ * unit_auth_throttle.c - auth_throttle.c: the window and the refusal period, checks
  * counted from their start (in flight), IPv6 by /64, the per-account rule
  * and the exemption of an address that logged in as the user, a full
  * table that forgets only unlocked entries and refuses when all are.

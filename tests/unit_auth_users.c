@@ -1,18 +1,14 @@
 /*
- * unit_users.c - users.c: passwd-file lines (good, skipped, each kind of
- * bad one), whole files, the sorted table, its lookups and its dearest
- * entry (tests/unit_throttle.c has the throttle); worker.c: jobs
- * run off the calling thread and come back through the eventfd, one by
- * one in a pool or as one batch.
+ * unit_auth_users.c - auth_users.c: passwd-file lines (good, skipped, each
+ * kind of bad one), whole files, the sorted table, its lookups and its
+ * dearest entry (tests/unit_auth_throttle.c has the throttle).
  */
-#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "unit.h"
 #include "auth_users.h"
-#include "worker.h"
 
 #define S(x) x, sizeof(x) - 1
 
@@ -149,120 +145,9 @@ static void test_costliest(void)
     userdb_free(db);
 }
 
-/* ---- worker ----------------------------------------------------------- */
-
-struct sum_job {
-    struct worker_job job;
-    int in, out, *done_count;
-};
-
-static void sum_run(struct worker_job *j)
-{
-    struct sum_job *s = (struct sum_job *)j;
-    s->out = s->in * 2;
-}
-
-static void sum_done(struct worker_job *j)
-{
-    struct sum_job *s = (struct sum_job *)j;
-    CHECK_EQ_INT(s->out, s->in * 2);
-    ++*s->done_count;
-    free(s);
-}
-
-static void test_worker(void)
-{
-    int done = 0;
-    struct worker *w = worker_new(3);
-    CHECK(w != NULL);
-    for (int i = 0; i < 100; i++) {
-        struct sum_job *s = calloc(1, sizeof(*s));
-        s->in = i;
-        s->done_count = &done;
-        s->job.run = sum_run;
-        s->job.done = sum_done;
-        worker_submit(w, &s->job);
-    }
-    while (done < 100) {
-        struct pollfd p = { .fd = worker_fd(w), .events = POLLIN };
-        CHECK_EQ_INT(poll(&p, 1, 5000), 1);
-        worker_collect(w);
-    }
-    CHECK_EQ_INT(worker_pending(w), 0);
-    /* jobs still queued at the end are run and handed back by worker_free */
-    for (int i = 0; i < 10; i++) {
-        struct sum_job *s = calloc(1, sizeof(*s));
-        s->in = i;
-        s->done_count = &done;
-        s->job.run = sum_run;
-        s->job.done = sum_done;
-        worker_submit(w, &s->job);
-    }
-    worker_free(w);
-    CHECK_EQ_INT(done, 110);
-    CHECK(worker_new(0) == NULL);
-}
-
-/* Batch mode: nothing runs before the kick; then the whole queue as one
- * list, in submission order. */
-static int batches, batch_sizes[8];
-
-static void sum_batch(struct worker_job *list, void *arg)
-{
-    int n = 0, last = -2;
-    (void)arg;
-    for (struct worker_job *j = list; j; j = j->next) {
-        struct sum_job *s = (struct sum_job *)j;
-        CHECK(s->in > last);
-        last = s->in;
-        s->out = s->in * 2;
-        n++;
-    }
-    if (batches < 8)
-        batch_sizes[batches] = n;
-    batches++;
-}
-
-static void test_worker_batch(void)
-{
-    int done = 0;
-    struct worker *w = worker_new_batch(sum_batch, NULL);
-    struct pollfd p = { .fd = worker_fd(w), .events = POLLIN };
-    CHECK(w != NULL);
-    /* one job first: once it is back, the thread waits for a kick */
-    struct sum_job *warm = calloc(1, sizeof(*warm));
-    warm->in = -1;
-    warm->done_count = &done;
-    warm->job.done = sum_done;
-    worker_submit(w, &warm->job);
-    worker_kick(w);
-    CHECK_EQ_INT(poll(&p, 1, 5000), 1);
-    worker_collect(w);
-    CHECK_EQ_INT(done, 1);
-    done = batches = 0;
-    for (int i = 0; i < 20; i++) {
-        struct sum_job *s = calloc(1, sizeof(*s));
-        s->in = i;
-        s->done_count = &done;
-        s->job.done = sum_done;
-        worker_submit(w, &s->job);
-    }
-    CHECK_EQ_INT(poll(&p, 1, 100), 0);          /* not kicked yet */
-    worker_kick(w);
-    while (done < 20) {
-        CHECK_EQ_INT(poll(&p, 1, 5000), 1);
-        worker_collect(w);
-    }
-    CHECK_EQ_INT(batches, 1);
-    CHECK_EQ_INT(batch_sizes[0], 20);
-    worker_free(w);
-}
-
 UNIT_MAIN("users",
           { "good_lines", test_good_lines },
           { "skipped_lines", test_skipped_lines },
           { "bad_lines", test_bad_lines },
           { "whole_file", test_whole_file },
-          { "costliest", test_costliest },
-          { "worker", test_worker },
-          { "worker_batch", test_worker_batch })
+          { "costliest", test_costliest })

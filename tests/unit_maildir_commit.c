@@ -1,9 +1,10 @@
 /*
- * unit_committer.c - group commit on a real file system: messages land in
+ * unit_maildir_commit.c - group commit on a real file system: messages land in
  * every new/ with the right name and bytes, batches form, failures leave
- * nothing behind. The loop is played by poll() on committer_fd().
+ * nothing behind. The loop is a real selector the committer is attached to.
  */
 #include "maildir.h"
+#include "selector.h"
 #include "tmpdir.h"
 #include "unit.h"
 
@@ -92,17 +93,43 @@ static struct commit_job *make_job(const char *root, const char *const *boxes,
     return job;
 }
 
-/* One loop turn: flush, wait for the eventfd, collect. How many done()
- * ran, or -1 on a poll timeout. */
+static struct selector *loop;
+
+/* A committer attached to the test's loop. */
+static struct committer *committer_start(const char *dir)
+{
+    if (loop == NULL)
+        loop = selector_new(1024);
+    struct committer *c = committer_new(dir);
+    if (c && committer_attach(c, loop) < 0) {
+        committer_free(c);
+        c = NULL;
+    }
+    return c;
+}
+
+/* Loop turns until some done() ran: how many, or -1 after 10 s. */
 static int loop_turn(struct committer *c)
 {
-    struct pollfd p = { .fd = committer_fd(c), .events = POLLIN };
     int before = done_calls;
     committer_flush(c);
-    if (poll(&p, 1, 10000) != 1)
-        return -1;
-    committer_collect(c);
-    return done_calls - before;
+    for (int i = 0; i < 100 && done_calls == before; i++)
+        if (selector_select(loop, 100) < 0)
+            return -1;
+    return done_calls == before ? -1 : done_calls - before;
+}
+
+/* The eventfd the committer's worker made, or -1. */
+static int eventfd_opened(void)
+{
+    char path[64], target[64];
+    for (int fd = 3; fd < 1024; fd++) {
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        if (n > 0 && (target[n] = '\0', strstr(target, "eventfd")))
+            return fd;
+    }
+    return -1;
 }
 
 static void drain(struct committer *c)
@@ -140,9 +167,9 @@ static void test_one_job_three_boxes(void)
     tmpdir_make(dir, sizeof dir);
     for (int i = 0; i < 3; i++)
         maildir_create(dir, boxes[i]);
-    struct committer *c = committer_new(dir);
+    struct committer *c = committer_start(dir);
     CHECK(c != NULL);
-    int fd = committer_fd(c);
+    int fd = eventfd_opened();
     CHECK(fcntl(fd, F_GETFD) & FD_CLOEXEC);
     CHECK(fcntl(fd, F_GETFL) & O_NONBLOCK);
 
@@ -183,7 +210,7 @@ static void test_many_jobs_batched(void)
     tmpdir_make(dir, sizeof dir);
     maildir_create(dir, "alice");
     maildir_create(dir, "bob");
-    struct committer *c = committer_new(dir);
+    struct committer *c = committer_start(dir);
     /* One job first: once its result is back, the thread is waiting (it
      * holds the lock from its notification until it waits again), so the
      * 200 below cannot be picked up one by one as they are submitted. */
@@ -221,20 +248,16 @@ static void test_jobs_while_busy(void)
     enum { N = 150 };
     static const char *const box[] = { "alice" };
     char dir[64];
-    struct pollfd p;
     tmpdir_make(dir, sizeof dir);
     maildir_create(dir, "alice");
-    struct committer *c = committer_new(dir);
+    struct committer *c = committer_start(dir);
     int before = done_calls;
     for (int i = 0; i < N; i++) {
         struct commit_job *job = make_job(dir, box, 1, "y\r\n", NULL);
         if (job)
             committer_submit(c, job);
         committer_flush(c);
-        p.fd = committer_fd(c);
-        p.events = POLLIN;
-        if (poll(&p, 1, 0) == 1)
-            committer_collect(c);
+        selector_select(loop, 0);
     }
     drain(c);
     CHECK_EQ_INT(done_calls - before, N);
@@ -258,7 +281,7 @@ static void test_failure_leaves_nothing(void)
     maildir_create(dir, "dave");
     snprintf(path, sizeof path, "%s/carol/new", dir);
     CHECK_EQ_INT(rmdir(path), 0);
-    struct committer *c = committer_new(dir);
+    struct committer *c = committer_start(dir);
     committer_submit(c, make_job(dir, boxes, 3, "lost\r\n", &bad));
     committer_submit(c, make_job(dir, good, 1, "kept\r\n", &fine));
     drain(c);
@@ -282,7 +305,7 @@ static void test_bad_box_name(void)
     struct result r = { 0 };
     tmpdir_make(dir, sizeof dir);
     maildir_create(dir, "alice");
-    struct committer *c = committer_new(dir);
+    struct committer *c = committer_start(dir);
     committer_submit(c, make_job(dir, boxes, 2, "z\r\n", &r));
     drain(c);
     CHECK_EQ_INT(r.error, EINVAL);
@@ -301,7 +324,7 @@ static void test_repeated_box(void)
     tmpdir_make(dir, sizeof dir);
     maildir_create(dir, "alice");
     maildir_create(dir, "bob");
-    struct committer *c = committer_new(dir);
+    struct committer *c = committer_start(dir);
     committer_submit(c, make_job(dir, boxes, 3, "twice\r\n", &r));
     drain(c);
     CHECK_EQ_INT(r.error, 0);
@@ -320,7 +343,7 @@ static void test_copy_delivered(void)
     struct result r = { 0 };
     tmpdir_make(dir, sizeof dir);
     maildir_create(dir, "alice");
-    struct committer *c = committer_new(dir);
+    struct committer *c = committer_start(dir);
     struct commit_job *job = make_job(dir, box, 1, "original\r\n", NULL);
     struct commit_job *copy = calloc(1, sizeof *copy);
     CHECK_EQ_INT(maildir_msg_open_copy(&copy->msg, &job->msg, dir, "alice"), 0);
@@ -370,7 +393,7 @@ static void test_free_finishes_work(void)
     memset(r, 0, sizeof r);
     tmpdir_make(dir, sizeof dir);
     maildir_create(dir, "alice");
-    struct committer *c = committer_new(dir);
+    struct committer *c = committer_start(dir);
     for (int i = 0; i < 5; i++)
         committer_submit(c, make_job(dir, box, 1, "late\r\n", &r[i]));
     committer_free(c);
@@ -405,7 +428,7 @@ static void test_links_refused(void)
     CHECK_EQ_INT(rmdir(path), 0);
     snprintf(target, sizeof target, "%s/far/new", other);
     CHECK_EQ_INT(symlink(target, path), 0);
-    struct committer *c = committer_new(dir);
+    struct committer *c = committer_start(dir);
     committer_submit(c, make_job(dir, via_box, 2, "via a box\r\n", &r1));
     committer_submit(c, make_job(dir, via_new, 1, "via new\r\n", &r2));
     drain(c);
@@ -456,7 +479,7 @@ static void test_shared_directories(void)
     maildir_create(dir, "alice");
     maildir_create(dir, "bob");
     maildir_create(dir, "carol");
-    struct committer *c = committer_new(dir);
+    struct committer *c = committer_start(dir);
     for (int i = 0; i < 12; i++)
         committer_submit(c, make_job(dir, sets[i % 4], sizes[i % 4],
                                      "s\r\n", &r[i]));

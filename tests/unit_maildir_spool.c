@@ -1,5 +1,5 @@
 /*
- * unit_spool.c - spool files made on the worker thread: done() gets an
+ * unit_maildir_spool.c - spool files made on the worker thread: done() gets an
  * open file in the right tmp/ (or a copy sharing the original's queue
  * ID), an error comes back as an errno with nothing left, and a
  * cancelled open leaves no file once the worker hands it back.
@@ -67,7 +67,7 @@ static void test_open_and_copy(void)
     maildir_msg_abort(&a.msg);
     maildir_msg_abort(&b.msg);
     CHECK_EQ_INT(count_tmp(dir, "alice"), 0);
-    spool_shutdown(sel);
+    spool_shutdown();
     selector_destroy(sel);
     tmpdir_remove(dir);
 }
@@ -86,7 +86,7 @@ static void test_error(void)
     CHECK_EQ_INT(r.error, ENOENT);
     CHECK_EQ_INT(r.msg.fd, -1);
     CHECK(r.msg.tmp_path == NULL);
-    spool_shutdown(sel);
+    spool_shutdown();
     selector_destroy(sel);
     tmpdir_remove(dir);
 }
@@ -103,7 +103,7 @@ static void test_cancel(void)
     CHECK_EQ_INT(spool_init(sel), 0);
     for (int i = 0; i < 20; i++)
         spool_open_cancel(spool_open_start(dir, "alice", NULL, on_done, &r));
-    spool_shutdown(sel);
+    spool_shutdown();
     CHECK_EQ_INT(r.calls, 0);
     CHECK_EQ_INT(count_tmp(dir, "alice"), 0);
     selector_destroy(sel);

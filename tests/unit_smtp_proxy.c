@@ -1,5 +1,5 @@
 /*
- * unit_proxy.c - proxy.c: PROXY headers of both versions fed whole, with
+ * unit_smtp_proxy.c - smtp_proxy.c: PROXY headers of both versions fed whole, with
  * bytes after them, and cut at every length (each cut must say "need
  * more"); malformed, oversized and foreign headers; --proxy-from entries
  * and matching, IPv4-mapped peers included.

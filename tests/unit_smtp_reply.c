@@ -1,5 +1,5 @@
 /*
- * unit_reply.c - reply_format(): every row, with the longest -d and
+ * unit_smtp_reply.c - reply_format(): every row, with the longest -d and
  * arguments far longer than a line, is one line of at most 512 bytes that
  * starts with its code and ends in its only CRLF; small buffers too.
  */
