@@ -8,6 +8,8 @@
 #   make test                unit tests + e2e suite on epoll with TLS, select
 #                            without TLS and an ASan+UBSan build with TLS
 #   make fuzz                run the libFuzzer harnesses for a while
+#   make graph               print the module graph and its cycles, redraw
+#                            docs/diagrams/modules.svg (docs/design.md)
 
 CC        ?= cc
 SELECTOR  ?= epoll
@@ -34,13 +36,16 @@ LDLIBS    += -lpthread -lcrypt
 PYTHON    ?= /usr/bin/python3
 PORT_ARGS ?=
 
-SERVER_SRC = smtpd.c session.c session_tls.c commands.c delivery.c auth.c reply.c parser.c \
-             maildir.c committer.c transform.c monitor.c buffer.c args.c \
-             log.c stats.c errpipe.c selector.c selector_$(SELECTOR).c \
-             transport.c users.c passwd.c worker.c throttle.c login.c proxy.c \
-             accept.c spool.c
+SERVER_SRC = smtpd.c smtpd_args.c log.c stats.c \
+             smtp_session.c smtp_state.c smtp_tls.c smtp_commands.c \
+             smtp_envelope.c smtp_data.c smtp_accept.c smtp_reply.c smtp_proxy.c \
+             parser.c \
+             auth_sasl.c auth_login.c auth_throttle.c auth_users.c auth_passwd.c \
+             maildir.c maildir_commit.c maildir_spool.c \
+             transport.c transform.c transform_errpipe.c monitor.c \
+             selector.c selector_$(SELECTOR).c worker.c buffer.c
 ifneq ($(TLS),0)
-SERVER_SRC += tls.c
+SERVER_SRC += transport_tls.c
 endif
 SERVER_OBJ = $(SERVER_SRC:%.c=$(BUILD)/%.o)
 MANAGER_OBJ = $(BUILD)/manager.o $(BUILD)/manager_args.o
@@ -51,7 +56,7 @@ LIB_OBJ    = $(filter-out $(BUILD)/smtpd.o,$(SERVER_OBJ))
 .SECONDARY:
 
 .PHONY: all run test check unit e2e e2e-epoll e2e-select e2e-asan test-deps \
-        clean fuzz bench install
+        clean fuzz bench install graph
 
 all: smtpd manager
 
@@ -148,6 +153,13 @@ check: test-deps all unit
 	$(MAKE) e2e-epoll E2E_ARGS='-m "not slow"'
 	@echo "make check: unit tests and the quick e2e suite passed"
 
+# ---- the module graph (docs/design.md, section 1) ----------------------
+# Who uses whom, read from the objects (nm): every edge, every cycle, and
+# the picture, families as clusters (Graphviz dot, e2e/deps.sh installs it).
+graph: $(BUILD)/smtpd
+	$(PYTHON) tools/modgraph.py --dot docs/diagrams/modules.dot $(BUILD)
+	dot -Tsvg docs/diagrams/modules.dot -o docs/diagrams/modules.svg
+
 # ---- benchmarks (not part of test; docs/benchmarks.md) -----------------
 bench: all $(if $(filter 0,$(TLS)),,build/bench/tlsload $(DEMO_TLS)/cert.pem)
 	bench/run.sh
@@ -164,19 +176,19 @@ FUZZ_FLAGS  = -std=c11 -D_GNU_SOURCE -Iinclude -g -O1 \
               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_TIME  ?= 60
 
-build/fuzz/fuzz_parser: fuzz/fuzz_parser.c parser.c auth.c $(wildcard include/*.h)
+build/fuzz/fuzz_parser: fuzz/fuzz_parser.c parser.c auth_sasl.c $(wildcard include/*.h)
 	mkdir -p build/fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_parser.c parser.c auth.c -o $@
+	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_parser.c parser.c auth_sasl.c -o $@
 build/fuzz/fuzz_monitor: fuzz/fuzz_monitor.c monitor.c $(wildcard include/*.h)
 	mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_monitor.c monitor.c -o $@
-build/fuzz/fuzz_proxy: fuzz/fuzz_proxy.c proxy.c $(wildcard include/*.h)
+build/fuzz/fuzz_proxy: fuzz/fuzz_proxy.c smtp_proxy.c $(wildcard include/*.h)
 	mkdir -p build/fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_proxy.c proxy.c -o $@
+	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_proxy.c smtp_proxy.c -o $@
 
-build/fuzz/fuzz_users: fuzz/fuzz_users.c users.c parser.c $(wildcard include/*.h)
+build/fuzz/fuzz_users: fuzz/fuzz_users.c auth_users.c parser.c $(wildcard include/*.h)
 	mkdir -p build/fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_users.c users.c parser.c -o $@
+	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_users.c auth_users.c parser.c -o $@
 
 # Each harness runs FUZZ_TIME seconds from the seed corpus; new inputs go
 # to build/fuzz/corpus-*, so the corpus kept in git stays as it is.

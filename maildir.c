@@ -1,7 +1,7 @@
 /*
  * maildir.c - mailboxes under the root, and one message's spool file in a
  * Maildir tmp/: unique names, exclusive create, writes, abort. Making the
- * file durable and linking it into new/ is committer.c's job.
+ * file durable and linking it into new/ is maildir_commit.c's job.
  * Returns 0, or -1 with errno set. Never exits.
  */
 #include "maildir.h"

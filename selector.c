@@ -177,12 +177,6 @@ int selector_set_interest(struct selector *s, int fd, unsigned interest)
     return 0;
 }
 
-void *selector_get_data(const struct selector *s, int fd)
-{
-    const struct selector_slot *slot = selector_slot_of(s, fd);
-    return slot != NULL ? slot->data : NULL;
-}
-
 void selector_set_turn_hook(struct selector *s, void (*hook)(void *data),
                             void *data)
 {

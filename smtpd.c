@@ -16,17 +16,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "args.h"
+#include "smtpd_args.h"
 #include "log.h"
-#include "login.h"
+#include "auth_login.h"
 #include "maildir.h"
 #include "monitor.h"
-#include "passwd.h"
+#include "auth_passwd.h"
 #include "selector.h"
-#include "session.h"
-#include "spool.h"
+#include "smtp_session.h"
+#include "maildir_spool.h"
 #include "stats.h"
-#include "tls.h"
+#include "transport_tls.h"
 #include "transform.h"
 
 #define TMP_MAX_AGE (36 * 3600)     /* stale tmp/ files (maildir(5)) */
@@ -303,15 +303,6 @@ static void prepare_tls(const struct config *cfg)
                  "passwords cross the network in clear (use --tls-cert)");
 }
 
-static void on_committer(struct selector_key *key)
-{
-    committer_collect(key->data);
-}
-
-static const struct fd_handler committer_handler = {
-    .on_read = on_committer,
-};
-
 static void on_turn(void *data)
 {
     committer_flush(data);
@@ -363,7 +354,7 @@ int main(int argc, char **argv)
     session_init(&cfg, sel, c);
     selector_set_turn_hook(sel, on_turn, c);
     if (selector_register(sel, signal_pipe[0], &signal_handler, OP_READ, &cfg) < 0
-        || selector_register(sel, committer_fd(c), &committer_handler, OP_READ, c) < 0
+        || committer_attach(c, sel) < 0
         || login_init(sel) < 0 || spool_init(sel) < 0 || passwd_init(sel) < 0
         || open_listeners(sel, &cfg) < 0 || monitor_open(sel, &cfg) < 0) {
         log_error("cannot start; see above");
@@ -380,10 +371,9 @@ int main(int argc, char **argv)
     int rc = serve(&cfg, sel, c);
 
     monitor_close(sel);
-    login_shutdown(sel);
-    spool_shutdown(sel);
-    passwd_shutdown(sel);
-    selector_unregister(sel, committer_fd(c));
+    login_shutdown();
+    spool_shutdown();
+    passwd_shutdown();
     committer_free(c);
     selector_destroy(sel);
     close(signal_pipe[1]);

@@ -14,12 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "errpipe.h"
+#include "transform_errpipe.h"
 #include "log.h"
 
 extern char **environ;
@@ -33,14 +34,14 @@ struct transform {
     struct selector_timer timer;    /* -T deadline; unarmed when 0 */
     transform_done_fn done;
     void *data;
-    struct transform *prev, *next;  /* transform_runs list */
+    LIST_ENTRY(transform) link;     /* transform_runs */
 };
 
 static char *transform_cmd;         /* NULL: no -t */
 static unsigned transform_timeout_s;
 static uint64_t transform_output_max;   /* RLIMIT_FSIZE of a child; 0: none */
 static bool transform_on;
-static struct transform *transform_runs;
+static LIST_HEAD(, transform) transform_runs = LIST_HEAD_INITIALIZER(transform_runs);
 static unsigned transform_nruns;
 
 /* The variables we set; an inherited one of the same name is dropped. */
@@ -79,11 +80,6 @@ static void transform_apply_limit(pid_t pid)
     if (prlimit(pid, RLIMIT_FSIZE, &rl, NULL) < 0)
         log_warn("transform: cannot limit the output of pid %d: %s",
                  (int)pid, strerror(errno));
-}
-
-bool transform_available(void)
-{
-    return transform_cmd != NULL;
 }
 
 bool transform_enabled(void)
@@ -272,27 +268,20 @@ static int transform_spawn(pid_t *pid, int in, int out, int err_fd,
 
 static void transform_list_add(struct transform *t)
 {
-    t->next = transform_runs;
-    if (transform_runs)
-        transform_runs->prev = t;
-    transform_runs = t;
+    LIST_INSERT_HEAD(&transform_runs, t, link);
     transform_nruns++;
 }
 
 static void transform_list_remove(struct transform *t)
 {
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        transform_runs = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
+    LIST_REMOVE(t, link);
     transform_nruns--;
 }
 
 static struct transform *transform_find(pid_t pid)
 {
-    for (struct transform *t = transform_runs; t; t = t->next)
+    struct transform *t;
+    LIST_FOREACH(t, &transform_runs, link)
         if (t->pid == pid)
             return t;
     return NULL;

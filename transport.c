@@ -1,11 +1,11 @@
 /*
  * transport.c - the plain transport: one read() or write() at a time on
  * the client's socket, counted in stats.bytes_transferred. The TLS one is
- * in tls.c; a session switches from this to that at STARTTLS.
+ * in transport_tls.c; a session switches from this to that at STARTTLS.
  */
 #include "transport.h"
 #include "stats.h"
-#include "tls.h"
+#include "transport_tls.h"
 
 static enum io_result plain_fill(struct transport *t, struct buffer *b, size_t *n)
 {

@@ -3,9 +3,14 @@
  * time each) and group commit (one thread, every queued job as a batch).
  * One queue in, one list out, and an eventfd that tells the loop results
  * wait. Owns its threads, lock and eventfd; never frees or reads a job's
- * data. Fails only at start (NULL with errno).
+ * data. Fails only at start (NULL with errno). The glue to the loop is
+ * here too, written once for every user: worker_attach() watches the
+ * eventfd in the selector, and a job handed back later (worker_later)
+ * waits on one selector timer per worker.
  */
 #include "worker.h"
+
+#include "selector.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -30,6 +35,10 @@ struct worker {
     void *batch_arg;
     size_t nthreads;
     pthread_t threads[WORKER_MAX_THREADS];
+    /* loop thread only */
+    struct selector *sel;           /* the loop watching event_fd, or NULL */
+    struct selector_timer later_timer;  /* the soonest delayed job's due */
+    TAILQ_HEAD(worker_later_list, worker_job) later;  /* soonest first */
 };
 
 static void worker_notify(const struct worker *w)
@@ -39,6 +48,8 @@ static void worker_notify(const struct worker *w)
     while (write(w->event_fd, &one, sizeof one) < 0 && errno == EINTR)
         ;
 }
+
+static void worker_collect(struct worker *w);
 
 /* Unlinks what the thread works on next: one job, or in batch mode the
  * whole queue. Called with the lock held and the queue not empty. */
@@ -124,6 +135,7 @@ static struct worker *worker_create(size_t nthreads,
     w->batch_arg = arg;
     w->queued_tail = &w->queued;
     w->finished_tail = &w->finished;
+    TAILQ_INIT(&w->later);
     w->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->event_fd < 0)
         goto undo_alloc;
@@ -161,12 +173,39 @@ struct worker *worker_new_batch(void (*run_batch)(struct worker_job *list,
     return worker_create(1, run_batch, arg);
 }
 
+static void worker_detach(struct worker *w)
+{
+    if (w->sel == NULL)
+        return;
+    selector_timer_cancel(w->sel, &w->later_timer);
+    selector_unregister(w->sel, w->event_fd);
+    w->sel = NULL;
+}
+
+static void worker_later_take(struct worker *w, struct worker_job *job)
+{
+    TAILQ_REMOVE(&w->later, job, later_link);
+    job->waiting = false;
+}
+
+/* Delayed jobs are handed back at once: their wait is over too. */
+static void worker_run_later(struct worker *w)
+{
+    struct worker_job *job;
+    while ((job = TAILQ_FIRST(&w->later)) != NULL) {
+        worker_later_take(w, job);
+        job->done(job);
+    }
+}
+
 void worker_free(struct worker *w)
 {
     if (w == NULL)
         return;
+    worker_detach(w);
     worker_stop_threads(w);
     worker_collect(w);
+    worker_run_later(w);
     pthread_cond_destroy(&w->wake);
     pthread_mutex_destroy(&w->lock);
     close(w->event_fd);
@@ -196,12 +235,7 @@ void worker_kick(struct worker *w)
     pthread_mutex_unlock(&w->lock);
 }
 
-int worker_fd(const struct worker *w)
-{
-    return w->event_fd;
-}
-
-void worker_collect(struct worker *w)
+static void worker_collect(struct worker *w)
 {
     uint64_t count;
     while (read(w->event_fd, &count, sizeof count) < 0 && errno == EINTR)
@@ -224,4 +258,85 @@ void worker_collect(struct worker *w)
 size_t worker_pending(const struct worker *w)
 {
     return w->pending;
+}
+
+/* ---- the glue to the loop --------------------------------------------- */
+
+static void worker_on_event(struct selector_key *key)
+{
+    worker_collect(key->data);
+}
+
+static const struct fd_handler worker_handler = {
+    .on_read = worker_on_event,
+};
+
+static void worker_on_later(struct selector *sel, void *data);
+
+int worker_attach(struct worker *w, struct selector *sel)
+{
+    if (selector_register(sel, w->event_fd, &worker_handler, OP_READ, w) < 0)
+        return -1;
+    w->sel = sel;
+    w->later_timer.on_expire = worker_on_later;
+    w->later_timer.data = w;
+    return 0;
+}
+
+static void worker_later_arm(struct worker *w)
+{
+    struct worker_job *first = TAILQ_FIRST(&w->later);
+    if (first == NULL) {
+        selector_timer_cancel(w->sel, &w->later_timer);
+        return;
+    }
+    uint64_t now = selector_now_ms();
+    selector_timer_set(w->sel, &w->later_timer,
+                       first->due_ms > now ? first->due_ms - now : 0);
+}
+
+/* Every job whose time has come, soonest first; a done() may delay or
+ * cancel others meanwhile. */
+static void worker_on_later(struct selector *sel, void *data)
+{
+    struct worker *w = data;
+    uint64_t now = selector_now_ms();
+    struct worker_job *job;
+    (void)sel;
+    while ((job = TAILQ_FIRST(&w->later)) != NULL && job->due_ms <= now) {
+        worker_later_take(w, job);
+        job->done(job);             /* may free job */
+    }
+    worker_later_arm(w);
+}
+
+/* Found from the end: delays are mostly alike, so a new job goes last. */
+void worker_later(struct worker *w, struct worker_job *job, uint64_t ms)
+{
+    job->due_ms = selector_now_ms() + ms;
+    job->waiting = true;
+    struct worker_job *before = TAILQ_LAST(&w->later, worker_later_list);
+    while (before && before->due_ms > job->due_ms)
+        before = TAILQ_PREV(before, worker_later_list, later_link);
+    if (before)
+        TAILQ_INSERT_AFTER(&w->later, before, job, later_link);
+    else
+        TAILQ_INSERT_HEAD(&w->later, job, later_link);
+    if (TAILQ_FIRST(&w->later) == job)
+        worker_later_arm(w);
+}
+
+void worker_later_cancel(struct worker *w, struct worker_job *job)
+{
+    if (!job->waiting)
+        return;
+    bool first = TAILQ_FIRST(&w->later) == job;
+    worker_later_take(w, job);
+    if (first)
+        worker_later_arm(w);
+}
+
+uint64_t worker_now_ms(void)
+{
+    return selector_now_ms();
 }

@@ -105,7 +105,7 @@ static void *one_at_a_time(void *arg)
     return NULL;
 }
 
-/* (c): group commit, as committer.c does it. */
+/* (c): group commit, as maildir_commit.c does it. */
 static void batched(struct run *r)
 {
     int dfd = open_dir(r, "new");

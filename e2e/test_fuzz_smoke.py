@@ -18,10 +18,10 @@ FUZZ_CC = os.environ.get("FUZZ_CC", "clang")
 FLAGS = ["-std=c11", "-D_GNU_SOURCE", "-Iinclude", "-g", "-O1",
          "-fsanitize=fuzzer,address,undefined"]
 HARNESSES = {
-    "parser": ["fuzz/fuzz_parser.c", "parser.c", "auth.c"],
+    "parser": ["fuzz/fuzz_parser.c", "parser.c", "auth_sasl.c"],
     "monitor": ["fuzz/fuzz_monitor.c", "monitor.c"],
-    "users": ["fuzz/fuzz_users.c", "users.c", "parser.c"],
-    "proxy": ["fuzz/fuzz_proxy.c", "proxy.c"],
+    "users": ["fuzz/fuzz_users.c", "auth_users.c", "parser.c"],
+    "proxy": ["fuzz/fuzz_proxy.c", "smtp_proxy.c"],
 }
 SECONDS = 10
 

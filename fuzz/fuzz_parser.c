@@ -1,5 +1,5 @@
 /*
- * fuzz_parser.c - libFuzzer harness for parser.c and auth.c. Frames the
+ * fuzz_parser.c - libFuzzer harness for parser.c and auth_sasl.c. Frames the
  * input into lines the way a session does (read sizes taken from the
  * first byte), parses every line as a command, path and SASL response,
  * and checks the DATA machine gives the same result however it is fed.
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth.h"
+#include "auth_sasl.h"
 #include "parser.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

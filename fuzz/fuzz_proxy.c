@@ -1,5 +1,5 @@
 /*
- * fuzz_proxy.c - libFuzzer harness for proxy.c. The whole input is parsed
+ * fuzz_proxy.c - libFuzzer harness for smtp_proxy.c. The whole input is parsed
  * as a PROXY header, then every shorter prefix of it: a prefix of a
  * complete header must say "need more", a header never claims more bytes
  * than it was given or than the limits allow, and a refusal always has a
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy.h"
+#include "smtp_proxy.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

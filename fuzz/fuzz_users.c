@@ -1,5 +1,5 @@
 /*
- * fuzz_users.c - libFuzzer harness for users.c: the input is a password
+ * fuzz_users.c - libFuzzer harness for auth_users.c: the input is a password
  * file. Every line is parsed alone, the whole text into a table, and the
  * results must agree: a line accepted alone names a valid local-part and
  * lies inside the line; a table built without error finds each of its
@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "parser.h"
-#include "users.h"
+#include "auth_users.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

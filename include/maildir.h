@@ -122,14 +122,11 @@ void committer_submit(struct committer *c, struct commit_job *job);
  * turn (selector turn hook). Jobs wait only while a flush is in progress. */
 void committer_flush(struct committer *c);
 
-/* A descriptor that becomes readable when finished jobs wait; register it
- * for OP_READ and call committer_collect() from on_read. */
-int committer_fd(const struct committer *c);
-
-/* Runs done() for every finished job, then frees those jobs (and their
- * boxes). On success each box's new/<sec>.<ID>.<host>,S=<size> exists and
- * is durable; on failure nothing of the message is left in any new/ or tmp/. */
-void committer_collect(struct committer *c);
+/* Results come back through sel: for each finished job the loop thread
+ * runs done(), then frees the job (and its boxes). On success each box's
+ * new/<sec>.<ID>.<host>,S=<size> exists and is durable; on failure
+ * nothing of the message is left in any new/ or tmp/. 0, or -1 with errno. */
+int committer_attach(struct committer *c, struct selector *sel);
 
 /* Jobs submitted and not yet collected. */
 size_t committer_pending(const struct committer *c);

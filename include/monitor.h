@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "args.h"
+#include "smtpd_args.h"
 #include "selector.h"
 
 /* Binds cfg->monitor_addrs (or 127.0.0.1 and ::1) on cfg->monitor_port and

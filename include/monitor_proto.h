@@ -14,7 +14,7 @@
 /* A datagram shorter than this, or of MON_RESPONSE_LEN bytes or more, is
  * never answered: it cannot be a request, and may be someone's response. */
 #define MON_MIN_ANSWERED    5
-/* The documented default token (= DEFAULT_MONITOR_TOKEN in args.h). */
+/* The documented default token (= DEFAULT_MONITOR_TOKEN in smtpd_args.h). */
 #define MON_DEFAULT_TOKEN   "smtpd"
 /* The documented default UDP port (smtpd -p, manager -p). */
 #define MON_DEFAULT_PORT    6060

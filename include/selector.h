@@ -81,9 +81,6 @@ int selector_unregister(struct selector *s, int fd);
 /* Replaces the interest set (OP_READ | OP_WRITE | OP_NOOP). 0 or -1. */
 int selector_set_interest(struct selector *s, int fd, unsigned interest);
 
-/* The data pointer registered with fd, or NULL. */
-void *selector_get_data(const struct selector *s, int fd);
-
 /*
  * One turn: wait until some fd is ready or the nearest timer is due (or
  * timeout_ms passes, -1 = no limit besides timers), dispatch every ready

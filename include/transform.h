@@ -27,7 +27,6 @@ void transform_configure(const char *cmd, unsigned timeout_s);
 
 /* Largest file a filter may write (RLIMIT_FSIZE on the child); 0: none. */
 void transform_limit_output(uint64_t bytes);
-bool transform_available(void);
 bool transform_enabled(void);
 /* Switches for messages whose DATA ends afterwards. Returns -1 (and stays
  * OFF) when asked ON with no command configured, else 0. */
@@ -47,7 +46,7 @@ struct transform_job {
  * Starts /bin/sh -c CMD in a process group of its own over job, with
  * SMTPD_SENDER, SMTPD_RECIPIENTS and SMTPD_CLIENT added to the
  * environment; its stderr goes to the log, a line at a time, as
- * "transform ID: line" (errpipe.h). Returns the handle, or NULL with
+ * "transform ID: line" (transform_errpipe.h). Returns the handle, or NULL with
  * errno set (then done is never called).
  */
 struct transform *transform_start(struct selector *s,

@@ -3,7 +3,7 @@
  * behind one small table of functions. Every read and write of a client
  * goes through here, and here alone counts stats.bytes_transferred (the
  * bytes on the socket: under TLS, records and handshake included). The
- * TLS implementation (tls.c) is the only file that knows OpenSSL.
+ * TLS implementation (transport_tls.c) is the only file that knows OpenSSL.
  */
 #ifndef TRANSPORT_H
 #define TRANSPORT_H

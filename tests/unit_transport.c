@@ -13,7 +13,7 @@
 
 #include "selector.h"
 #include "stats.h"
-#include "tls.h"
+#include "transport_tls.h"
 #include "transport.h"
 #include "unit.h"
 #include "tmpdir.h"

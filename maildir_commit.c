@@ -1,0 +1,460 @@
+/*
+ * maildir_commit.c - group commit: a thread (worker.c, batch mode) that makes
+ * finished spool files durable and links them into every recipient's
+ * new/, many messages per disk flush; worker.c hands the results back to
+ * the event loop through its eventfd.
+ * Failures are reported per job as an errno; nothing is left behind.
+ *
+ * Unlike qmail (qmail-local) and OpenSMTPD (mail.maildir), we DO sync the
+ * new/ directories after linking: the file's data being on disk is not
+ * enough, the directory entry that names it must be too, or a crash right
+ * after our 250 could lose the message on a filesystem that reorders
+ * metadata. We promise that a 250 survives kill -9 and power loss (docs/reliability.md).
+ *
+ * Why syncfs() and not fsync() per file: each fsync is a journal commit
+ * plus a cache flush, which caps delivery near 1,000 messages/s on our
+ * disks; one syncfs over a batch of 64 files reached 1,900-4,500 files/s
+ * (docs/benchmarks.md, bench/fsync_ceiling.c). syncfs covers only the
+ * filesystem of root, so it assumes every mailbox lives there; a spool
+ * file found elsewhere (a mailbox that is a mount point of another disk;
+ * links are never followed below root) switches the batch to per-file
+ * and per-directory fsync. syncfs reports write-back
+ * errors only since Linux 5.8, and reports any error on the filesystem,
+ * not just ours: when it fails we fall back to fsync, which tells exactly
+ * which of our files and directories are affected.
+ */
+#include "maildir.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "worker.h"
+
+struct committer {
+    char *root;
+    int root_fd;                    /* the filesystem syncfs() flushes */
+    dev_t root_dev;
+    struct worker *thread;          /* one thread, whole batches */
+    double busy_at;                 /* the thread's: when it last saw much
+                                       unwritten data (CLOCK_MONOTONIC s) */
+};
+
+/* ---- paths ------------------------------------------------------------ */
+
+/* root/box/new as a descriptor: real directories only (maildir.h), so
+ * a new/ or a mailbox that is a link never receives a message. */
+static int committer_new_dir(const struct committer *c, const char *box)
+{
+    return maildir_open_dir(c->root, box, "new");
+}
+
+/* Recipients given twice get one file; the second link would say EEXIST. */
+static int committer_box_repeated(const struct commit_job *j, size_t i)
+{
+    for (size_t k = 0; k < i; k++)
+        if (strcmp(j->boxes[k], j->boxes[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* Removes the new/ entries of boxes[0..count) of a failed job. */
+static void committer_unlink_new(const struct committer *c,
+                                 const struct commit_job *j, size_t count)
+{
+    char name[NAME_MAX + 1];
+    if (maildir_msg_final_name(&j->msg, name, sizeof name) < 0)
+        return;
+    for (size_t i = 0; i < count; i++) {
+        int dir = committer_new_dir(c, j->boxes[i]);
+        if (dir >= 0) {
+            unlinkat(dir, name, 0);
+            close(dir);
+        }
+    }
+}
+
+/* ---- step 1: the data ------------------------------------------------- */
+
+/* Gets the job's file ready for syncing; 1 if it lies outside root's
+ * filesystem (syncfs would not cover it), 0 if inside, -1 if it failed.
+ * The name carries the real size, whoever wrote the file. */
+static int committer_prepare(const struct committer *c, struct commit_job *j)
+{
+    struct stat st;
+    if (j->nboxes == 0 || !j->msg.tmp_path) {
+        j->error = EINVAL;          /* nowhere to deliver, or no file */
+        return -1;
+    }
+    if (j->msg.fd < 0)
+        j->msg.fd = open(j->msg.tmp_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (j->msg.fd < 0 || fstat(j->msg.fd, &st) < 0) {
+        j->error = errno;
+        return -1;
+    }
+    j->msg.size = (uint64_t)st.st_size;
+    return st.st_dev != c->root_dev;
+}
+
+/* Closes the file, checking close() too: on some filesystems (NFS) a
+ * write error shows up only there. */
+static void committer_close_file(struct commit_job *j)
+{
+    if (j->msg.fd < 0)
+        return;
+    if (close(j->msg.fd) < 0 && !j->error)
+        j->error = errno;
+    j->msg.fd = -1;
+}
+
+/*
+ * syncfs writes back every dirty page of the filesystem, other programs'
+ * too: next to a busy writer (a dd loop) a batch of 16 files took 40 ms
+ * that way against 3 ms file by file (bench/batch_flush.c;
+ * docs/benchmarks.md, "Sharing the disk"). So batches go file by file
+ * while the machine holds much unwritten data (Dirty + Writeback in
+ * /proc/meminfo, which is machine-wide: a busy disk elsewhere also counts,
+ * and then fsync is merely as good), and for a while after: a writer's
+ * dirty data comes and goes within milliseconds (a dd loop's drops each
+ * time a round ends), and a syncfs that starts in such a lull waits for
+ * all the writer dirties meanwhile. Also file by file: a lone message to
+ * one or two mailboxes, where both cost the same on a quiet disk, and a
+ * batch with a file outside root's filesystem, which syncfs would not cover.
+ */
+#define COMMITTER_BUSY_BYTES (32ULL << 20)
+#define COMMITTER_CALM_SECONDS 2.0
+
+enum commit_flush commit_flush_choose(size_t jobs, size_t boxes,
+                                      int outside_root, double since_busy)
+{
+    if (outside_root)
+        return COMMIT_FLUSH_FILES;
+    if (jobs == 1 && boxes <= 2)
+        return COMMIT_FLUSH_FILES;
+    if (since_busy < COMMITTER_CALM_SECONDS)
+        return COMMIT_FLUSH_FILES;
+    return COMMIT_FLUSH_FILESYSTEM;
+}
+
+static unsigned long long committer_unwritten_bytes(void)
+{
+    FILE *f = fopen("/proc/meminfo", "re");
+    if (f == NULL)
+        return 0;
+    char line[128];
+    unsigned long long kb, total = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Dirty: %llu kB", &kb) == 1
+            || sscanf(line, "Writeback: %llu kB", &kb) == 1)
+            total += kb * 1024;
+    fclose(f);
+    return total;
+}
+
+static double committer_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Seconds since the machine last held more than COMMITTER_BUSY_BYTES
+ * unwritten, as far as this thread has looked. */
+static double committer_since_busy(struct committer *c)
+{
+    double now = committer_now();
+    if (committer_unwritten_bytes() > COMMITTER_BUSY_BYTES)
+        c->busy_at = now;
+    return now - c->busy_at;
+}
+
+/* fsync of every file, with the write-back of all of them started first:
+ * the disk works on them together, and the first fsync's journal commit
+ * usually covers the others, which then return at once. */
+static void committer_fsync_files(struct commit_job *batch)
+{
+    for (struct commit_job *j = batch; j; j = j->next)
+        if (!j->error)
+            sync_file_range(j->msg.fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    for (struct commit_job *j = batch; j; j = j->next)
+        if (!j->error && fsync(j->msg.fd) < 0)
+            j->error = errno;
+}
+
+/* Makes every file's data durable. Returns 1 when the batch went (and its
+ * directories must go) file by file, 0 when syncfs covered it. */
+static int committer_sync_data(struct committer *c,
+                               struct commit_job *batch)
+{
+    size_t jobs = 0, boxes = 0;
+    int outside = 0;
+    for (struct commit_job *j = batch; j; j = j->next) {
+        jobs++;
+        boxes += j->nboxes;
+        if (committer_prepare(c, j) > 0)
+            outside = 1;
+    }
+    int exact = commit_flush_choose(jobs, boxes, outside,
+                                    committer_since_busy(c))
+                == COMMIT_FLUSH_FILES;
+    if (exact || syncfs(c->root_fd) < 0) {
+        exact = 1;
+        committer_fsync_files(batch);
+    }
+    for (struct commit_job *j = batch; j; j = j->next)
+        committer_close_file(j);
+    return exact;
+}
+
+/* ---- step 2: the links ------------------------------------------------ */
+
+static void committer_link_job(const struct committer *c, struct commit_job *j)
+{
+    char name[NAME_MAX + 1];
+    if (maildir_msg_final_name(&j->msg, name, sizeof name) < 0) {
+        j->error = errno;
+        return;
+    }
+    for (size_t i = 0; i < j->nboxes; i++) {
+        if (committer_box_repeated(j, i))
+            continue;
+        /* maildir_open_dir refuses a box name that leaves root. */
+        int dir = committer_new_dir(c, j->boxes[i]);
+        int rc = dir < 0 ? -1 : linkat(AT_FDCWD, j->msg.tmp_path, dir, name, 0);
+        if (dir >= 0) {
+            int saved = errno;
+            close(dir);
+            errno = saved;
+        }
+        if (rc == 0)
+            continue;
+        j->error = errno;
+        committer_unlink_new(c, j, i);
+        return;
+    }
+}
+
+/* ---- step 3: the directory entries ------------------------------------ */
+
+static int committer_sync_new_dir(const struct committer *c, const char *box)
+{
+    int dir = committer_new_dir(c, box);
+    if (dir < 0)
+        return -1;
+    int rc = fsync(dir);
+    int saved = errno;
+    close(dir);
+    errno = saved;
+    return rc;
+}
+
+/* One (box, job) pair per recipient of a linked job, sorted by box so
+ * that each new/ is synced once per batch: on a filesystem without a
+ * journal every fsync is a flush of the disk's cache, and a batch of 16
+ * messages to one mailbox would otherwise pay 16 (docs/benchmarks.md). */
+struct committer_dir_ref {
+    const char *box;
+    struct commit_job *job;
+};
+
+static int committer_dir_ref_cmp(const void *a, const void *b)
+{
+    const struct committer_dir_ref *x = a, *y = b;
+    return strcmp(x->box, y->box);
+}
+
+/* A linked job whose names cannot be made durable loses them all. */
+static void committer_fail_linked(const struct committer *c,
+                                  struct commit_job *j, int err)
+{
+    if (j->error)
+        return;
+    j->error = err;
+    committer_unlink_new(c, j, j->nboxes);
+}
+
+/* fsync of each distinct new/ of the linked jobs; a failure fails every
+ * job that has a link there. */
+static void committer_sync_dirs(const struct committer *c,
+                                struct commit_job *batch)
+{
+    size_t n = 0, k = 0;
+    for (struct commit_job *j = batch; j; j = j->next)
+        if (!j->error)
+            n += j->nboxes;
+    if (n == 0)
+        return;
+    struct committer_dir_ref *refs = malloc(n * sizeof *refs);
+    for (struct commit_job *j = batch; j; j = j->next)
+        for (size_t i = 0; i < j->nboxes && !j->error && refs; i++)
+            refs[k++] = (struct committer_dir_ref){ j->boxes[i], j };
+    if (refs == NULL) {
+        for (struct commit_job *j = batch; j; j = j->next)
+            committer_fail_linked(c, j, ENOMEM);
+        return;
+    }
+    qsort(refs, n, sizeof *refs, committer_dir_ref_cmp);
+    for (size_t first = 0, end; first < n; first = end) {
+        int err = committer_sync_new_dir(c, refs[first].box) < 0 ? errno : 0;
+        for (end = first; end < n; end++) {
+            if (strcmp(refs[end].box, refs[first].box) != 0)
+                break;
+            if (err)
+                committer_fail_linked(c, refs[end].job, err);
+        }
+    }
+    free(refs);
+}
+
+static void committer_sync_links(const struct committer *c,
+                                 struct commit_job *batch, int exact)
+{
+    int linked = 0;
+    for (struct commit_job *j = batch; j; j = j->next)
+        if (!j->error)
+            linked = 1;
+    if (!linked)
+        return;
+    if (!exact && syncfs(c->root_fd) == 0)
+        return;
+    committer_sync_dirs(c, batch);
+}
+
+/* ---- the thread ------------------------------------------------------- */
+
+/* The four delivery steps (maildir.h) for a whole batch. The tmp/ files go last, so
+ * a crash at any point leaves each message either whole in tmp/ (removed
+ * by maildir_clean_tmp at the next start) or durable in new/. */
+static void committer_run_batch(struct committer *c,
+                                struct commit_job *batch)
+{
+    int exact = committer_sync_data(c, batch);
+    for (struct commit_job *j = batch; j; j = j->next)
+        if (!j->error)
+            committer_link_job(c, j);
+    committer_sync_links(c, batch, exact);
+    for (struct commit_job *j = batch; j; j = j->next)
+        if (j->msg.tmp_path)
+            unlink(j->msg.tmp_path);
+}
+
+/* The worker's batch, in submission order, as a list of our jobs. */
+static void committer_batch(struct worker_job *list, void *arg)
+{
+    struct commit_job *batch = NULL, **tail = &batch;
+    for (struct worker_job *w = list; w; w = w->next) {
+        struct commit_job *j = (struct commit_job *)w;
+        j->next = NULL;
+        *tail = j;
+        tail = &j->next;
+    }
+    committer_run_batch(arg, batch);
+}
+
+/* ---- public ----------------------------------------------------------- */
+
+/* Undoes the allocations of committer_new; keeps errno. */
+static void committer_release(struct committer *c)
+{
+    int saved = errno;
+    if (c->root_fd >= 0)
+        close(c->root_fd);
+    free(c->root);
+    free(c);
+    errno = saved;
+}
+
+struct committer *committer_new(const char *root)
+{
+    struct committer *c = calloc(1, sizeof *c);
+    struct stat st;
+    if (!c)
+        return NULL;
+    c->root_fd = -1;
+    c->root = strdup(root);
+    if (!c->root)
+        goto undo;
+    c->root_fd = open(c->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (c->root_fd < 0 || fstat(c->root_fd, &st) < 0)
+        goto undo;
+    c->root_dev = st.st_dev;
+    c->busy_at = -COMMITTER_CALM_SECONDS;
+    c->thread = worker_new_batch(committer_batch, c);
+    if (c->thread == NULL)
+        goto undo;
+    return c;
+
+undo:
+    committer_release(c);
+    return NULL;
+}
+
+/* worker_free finishes every job submitted and runs their done(). */
+void committer_free(struct committer *c)
+{
+    if (!c)
+        return;
+    worker_free(c->thread);
+    close(c->root_fd);
+    free(c->root);
+    free(c);
+}
+
+/* Frees what the job owns and the job itself (it must come from malloc). */
+static void committer_job_release(struct commit_job *job)
+{
+    for (size_t i = 0; i < job->nboxes; i++)
+        free(job->boxes[i]);
+    free(job->boxes);
+    free(job->msg.tmp_path);
+    free(job);
+}
+
+/* Back on the loop thread: the caller's done(), then the job goes. */
+static void committer_job_done(struct worker_job *w)
+{
+    struct commit_job *job = (struct commit_job *)w;
+    if (job->done)
+        job->done(job);
+    committer_job_release(job);
+}
+
+/* Submitting does not wake the thread: committer_flush does, once per
+ * loop turn, so everything one turn produced goes into one batch. */
+void committer_submit(struct committer *c, struct commit_job *job)
+{
+    job->next = NULL;
+    job->error = 0;
+    job->work.run = NULL;
+    job->work.done = committer_job_done;
+    worker_submit(c->thread, &job->work);
+}
+
+void committer_flush(struct committer *c)
+{
+    worker_kick(c->thread);
+}
+
+int committer_attach(struct committer *c, struct selector *sel)
+{
+    return worker_attach(c->thread, sel);
+}
+
+size_t committer_pending(const struct committer *c)
+{
+    return worker_pending(c->thread);
+}
+
+void commit_job_free(struct commit_job *job)
+{
+    if (!job)
+        return;
+    maildir_msg_abort(&job->msg);
+    committer_job_release(job);
+}

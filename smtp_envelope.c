@@ -1,0 +1,273 @@
+/*
+ * smtp_envelope.c - who a message is from and for: MAIL (the sender and
+ * its SIZE), RCPT (the path, the domain, the mailbox, the list of at most
+ * SESSION_MAX_RCPTS recipients) and VRFY (the same mailbox lookup, said
+ * aloud). Only these commands look into the mailbox root. Like every
+ * handler they only queue replies; the session does the I/O.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+#include "smtp_session.h"
+#include "stats.h"
+
+#define VRFY_MAX_CANDIDATES 10
+
+/* ---- MAIL, RCPT ------------------------------------------------------- */
+
+static char *path_to_string(const struct smtp_path *path)
+{
+    size_t len = strlen(path->local) + strlen(path->domain) + 2;
+    char *str = malloc(len);
+    if (str == NULL)
+        return NULL;
+    if (path->null_path)
+        str[0] = '\0';
+    else if (path->domain[0])
+        snprintf(str, len, "%s@%s", path->local, path->domain);
+    else
+        snprintf(str, len, "%s", path->local);
+    return str;
+}
+
+void envelope_mail(struct session *s, const struct smtp_command *cmd)
+{
+    if (session_env.cfg->require_tls && !s->t.secure) {
+        session_reply(s, R_TLS_REQUIRED);
+        return;
+    }
+    if (session_env.cfg->require_auth && s->auth_user == NULL) {
+        session_reply(s, R_AUTH_REQUIRED);
+        return;
+    }
+    struct smtp_path path;
+    struct mail_params params;
+    switch (parser_mail_from(cmd->arg, &path, &params)) {
+    case PATH_OK:         break;
+    case PATH_SYNTAX:     session_reply(s, R_BAD_ARGS);   return;
+    case PATH_BAD_LOCAL:
+    case PATH_BAD_DOMAIN: session_reply(s, R_BAD_SENDER); return;
+    case PATH_BAD_PARAM:  session_reply(s, R_BAD_PARAM);  return;
+    }
+    if (params.has_size && params.size > session_env.cfg->max_size) {
+        session_reply(s, R_TOO_BIG);
+        return;
+    }
+    s->sender = path_to_string(&path);
+    if (s->sender == NULL) {
+        session_reply(s, R_LOCAL_ERROR);
+        return;
+    }
+    session_set_state(s, ST_MAIL);
+    session_reply(s, R_SENDER_OK);
+}
+
+static void lowercase(char *p)
+{
+    for (; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+}
+
+static bool mailbox_known(const char *box)
+{
+    return strcmp(box, "postmaster") == 0
+           || maildir_exists(session_env.cfg->root, box);
+}
+
+static void rcpt_refuse(struct session *s, const char *arg, enum reply_id id)
+{
+    char safe[128];
+    stats.rcpt_rejected++;
+    log_info("%s:%u rcpt rejected %s: %d %s", s->ip, s->port,
+             log_escape(safe, sizeof(safe), arg), replies[id].code, replies[id].esc);
+    session_reply(s, id);
+}
+
+/* Which reply a parsed RCPT path earns, before the mailbox is looked up. */
+static enum reply_id rcpt_check(enum path_status st, const struct smtp_path *path)
+{
+    switch (st) {
+    case PATH_OK:         break;
+    case PATH_SYNTAX:     return R_BAD_ARGS;
+    case PATH_BAD_LOCAL:  return R_BAD_LOCAL;
+    case PATH_BAD_DOMAIN: return R_BAD_DOMAIN;
+    case PATH_BAD_PARAM:  return R_BAD_PARAM;
+    }
+    if (path->domain[0] && strcasecmp(path->domain, session_env.cfg->domain) != 0)
+        return R_RELAY_DENIED;
+    return R_RCPT_OK;
+}
+
+static int rcpt_add(struct session *s, const struct smtp_path *path, char *box)
+{
+    if (s->nrcpts == s->rcpt_cap) {
+        size_t cap = s->rcpt_cap ? s->rcpt_cap * 2 : 4;
+        char **r = realloc(s->rcpts, cap * sizeof(*r));
+        if (r)
+            s->rcpts = r;
+        char **b = realloc(s->boxes, cap * sizeof(*b));
+        if (b)
+            s->boxes = b;
+        if (r == NULL || b == NULL)
+            return -1;
+        s->rcpt_cap = cap;
+    }
+    struct smtp_path full = *path;
+    if (full.domain[0] == '\0')
+        snprintf(full.domain, sizeof(full.domain), "%s", session_env.cfg->domain);
+    char *addr = path_to_string(&full);
+    if (addr == NULL)
+        return -1;
+    s->rcpts[s->nrcpts] = addr;
+    s->boxes[s->nrcpts] = box;
+    s->nrcpts++;
+    return 0;
+}
+
+/* The argument as a C string in which a NUL byte reads as the control
+ * byte 0x01: refused like any other where it stands (in a local-part
+ * 501 5.1.3, in a domain 501 5.1.2), instead of ending the string early
+ * and passing for something shorter. */
+static const char *rcpt_arg(const struct smtp_command *cmd, char *buf,
+                            size_t size)
+{
+    if (!cmd->has_nul || cmd->arg_len >= size)
+        return cmd->arg;
+    for (size_t i = 0; i < cmd->arg_len; i++)
+        buf[i] = cmd->arg[i] ? cmd->arg[i] : '\x01';
+    buf[cmd->arg_len] = '\0';
+    return buf;
+}
+
+void envelope_rcpt(struct session *s, const struct smtp_command *cmd)
+{
+    char buf[SMTP_LINE_MAX + 1];
+    const char *arg = rcpt_arg(cmd, buf, sizeof buf);
+    if (s->nrcpts >= SESSION_MAX_RCPTS) {
+        rcpt_refuse(s, arg, R_TOO_MANY_RCPTS);
+        return;
+    }
+    struct smtp_path path;
+    enum reply_id id = rcpt_check(parser_rcpt_to(arg, &path), &path);
+    if (id != R_RCPT_OK) {
+        rcpt_refuse(s, arg, id);
+        return;
+    }
+    char *box = strdup(path.local);
+    if (box == NULL) {
+        session_reply(s, R_LOCAL_ERROR);
+        return;
+    }
+    lowercase(box);
+    if (!mailbox_known(box)) {
+        free(box);
+        rcpt_refuse(s, arg, R_NO_MAILBOX);
+        return;
+    }
+    if (rcpt_add(s, &path, box) < 0) {
+        free(box);
+        session_reply(s, R_LOCAL_ERROR);
+        return;
+    }
+    session_set_state(s, ST_RCPT);
+    session_reply(s, R_RCPT_OK);
+}
+
+/* ---- VRFY ------------------------------------------------------------- */
+
+/* VRFY user | user@domain | <user@domain>: the local-part, or NULL when
+ * the argument names another domain or is not an address at all. */
+static char *vrfy_local_part(const char *arg, enum reply_id *why)
+{
+    char buf[SMTP_PATH_MAX + 3];
+    size_t len = strlen(arg);
+    if (len >= 2 && arg[0] == '<' && arg[len - 1] == '>') {
+        arg++;
+        len -= 2;
+    }
+    if (len == 0 || len >= sizeof(buf)) {
+        *why = R_BAD_ARGS;
+        return NULL;
+    }
+    memcpy(buf, arg, len);
+    buf[len] = '\0';
+    char *at = strchr(buf, '@');
+    if (at) {
+        *at = '\0';
+        if (strcasecmp(at + 1, session_env.cfg->domain) != 0) {
+            *why = R_NO_MAILBOX;
+            return NULL;
+        }
+    }
+    if (!parser_local_part_ok(buf, strlen(buf))) {
+        *why = R_BAD_LOCAL;
+        return NULL;
+    }
+    lowercase(buf);
+    return strdup(buf);
+}
+
+/* The 553 lists as many candidates as the output buffer has room for,
+ * so a long -d cannot overflow it. */
+static void vrfy_ambiguous(struct session *s, char names[][MAILDIR_NAME_MAX + 1],
+                           size_t n)
+{
+    size_t dlen = strlen(session_env.cfg->domain), used = 0, fit = 0;
+    const size_t head = 34, frame = 15;     /* the first line; "553-5.1.4 <@>\r\n" */
+    size_t room = buffer_space(&s->out);
+    while (fit < n && head + used + frame + strlen(names[fit]) + dlen <= room)
+        used += frame + strlen(names[fit++]) + dlen;
+    if (fit < 2) {
+        session_reply(s, R_VRFY_AMBIGUOUS);     /* not even two: no list */
+        return;
+    }
+    session_reply_more(s, R_VRFY_AMBIGUOUS);
+    for (size_t i = 0; i + 1 < fit; i++)
+        session_reply_more(s, R_VRFY_CANDIDATE, names[i], session_env.cfg->domain);
+    char line[REPLY_LINE_MAX];      /* the last line, counted as one error */
+    size_t len = reply_format(line, sizeof(line), R_VRFY_CANDIDATE, 0,
+                              session_env.cfg->domain, names[fit - 1],
+                              session_env.cfg->domain);
+    session_reply_raw(s, line, len);
+    s->errors++;
+}
+
+/* --vrfy: on answers anyone, auth only a logged-in client, off no one. */
+static enum reply_id vrfy_refusal(const struct session *s)
+{
+    switch (session_env.cfg->vrfy) {
+    case VRFY_OFF:  return R_VRFY_DISABLED;
+    case VRFY_AUTH: return s->auth_user ? R_OKAY : R_AUTH_REQUIRED;
+    case VRFY_ON:   break;
+    }
+    return R_OKAY;
+}
+
+void envelope_vrfy(struct session *s, const struct smtp_command *cmd)
+{
+    enum reply_id why = vrfy_refusal(s);
+    if (why != R_OKAY) {
+        session_reply(s, why);
+        return;
+    }
+    why = R_BAD_ARGS;
+    char *name = vrfy_local_part(cmd->arg, &why);
+    if (name == NULL) {
+        session_reply(s, why);
+        return;
+    }
+    char found[VRFY_MAX_CANDIDATES][MAILDIR_NAME_MAX + 1];
+    int n = 0;
+    if (mailbox_known(name))
+        session_reply(s, R_VRFY_OK, name, session_env.cfg->domain);
+    else if ((n = maildir_find_prefix(session_env.cfg->root, name, found,
+                                      VRFY_MAX_CANDIDATES)) >= 2)
+        vrfy_ambiguous(s, found, n > VRFY_MAX_CANDIDATES ? VRFY_MAX_CANDIDATES : (size_t)n);
+    else
+        session_reply(s, R_NO_MAILBOX);
+    free(name);
+}
