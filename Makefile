@@ -38,7 +38,7 @@ SERVER_SRC = smtpd.c session.c session_tls.c commands.c delivery.c auth.c reply.
              maildir.c committer.c transform.c monitor.c buffer.c args.c \
              log.c stats.c errpipe.c selector.c selector_$(SELECTOR).c \
              transport.c users.c passwd.c worker.c throttle.c login.c proxy.c \
-             accept.c spool.c
+             accept.c spool.c metrics.c metrics_http.c
 ifneq ($(TLS),0)
 SERVER_SRC += tls.c
 endif

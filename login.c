@@ -220,6 +220,7 @@ static void login_succeeded(struct login *l)
     for (char *p = s->auth_user; *p; p++)
         *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
     log_info("%s:%u authenticated as %s", s->ip, s->port, s->auth_user);
+    stats.auth_ok++;
     login_reply(l, R_AUTH_OK);
 }
 

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "login.h"
 #include "maildir.h"
+#include "metrics.h"
 #include "monitor.h"
 #include "passwd.h"
 #include "selector.h"
@@ -365,7 +366,8 @@ int main(int argc, char **argv)
     if (selector_register(sel, signal_pipe[0], &signal_handler, OP_READ, &cfg) < 0
         || selector_register(sel, committer_fd(c), &committer_handler, OP_READ, c) < 0
         || login_init(sel) < 0 || spool_init(sel) < 0 || passwd_init(sel) < 0
-        || open_listeners(sel, &cfg) < 0 || monitor_open(sel, &cfg) < 0) {
+        || open_listeners(sel, &cfg) < 0 || monitor_open(sel, &cfg) < 0
+        || metrics_open(sel, &cfg) < 0) {
         log_error("cannot start; see above");
         return 1;
     }
@@ -380,6 +382,7 @@ int main(int argc, char **argv)
     int rc = serve(&cfg, sel, c);
 
     monitor_close(sel);
+    metrics_close(sel);
     login_shutdown(sel);
     spool_shutdown(sel);
     passwd_shutdown(sel);
