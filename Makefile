@@ -174,6 +174,10 @@ build/fuzz/fuzz_proxy: fuzz/fuzz_proxy.c proxy.c $(wildcard include/*.h)
 	mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_proxy.c proxy.c -o $@
 
+build/fuzz/fuzz_http: fuzz/fuzz_http.c metrics_http.c $(wildcard include/*.h)
+	mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_http.c metrics_http.c -o $@
+
 build/fuzz/fuzz_users: fuzz/fuzz_users.c users.c parser.c $(wildcard include/*.h)
 	mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_users.c users.c parser.c -o $@
@@ -181,8 +185,8 @@ build/fuzz/fuzz_users: fuzz/fuzz_users.c users.c parser.c $(wildcard include/*.h
 # Each harness runs FUZZ_TIME seconds from the seed corpus; new inputs go
 # to build/fuzz/corpus-*, so the corpus kept in git stays as it is.
 fuzz: build/fuzz/fuzz_parser build/fuzz/fuzz_monitor build/fuzz/fuzz_users \
-      build/fuzz/fuzz_proxy
-	for h in parser monitor users proxy; do \
+      build/fuzz/fuzz_proxy build/fuzz/fuzz_http
+	for h in parser monitor users proxy http; do \
 	  mkdir -p build/fuzz/corpus-$$h && \
 	  build/fuzz/fuzz_$$h -max_total_time=$(FUZZ_TIME) -max_len=16384 \
 	    -artifact_prefix=build/fuzz/ build/fuzz/corpus-$$h fuzz/corpus/$$h \
