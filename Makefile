@@ -103,7 +103,8 @@ $(DEMO_TLS)/cert.pem:
 
 # python3-pytest, swaks, curl, msmtp, dovecot-imapd, clang + libFuzzer,
 # valgrind, groff, libssl-dev, pkg-config, openssl, swaks's Perl TLS and
-# IPv6 modules, fail2ban, whois (mkpasswd), graphviz, strace, haproxy:
+# IPv6 modules, fail2ban, whois (mkpasswd), graphviz, strace, haproxy,
+# prometheus (with promtool):
 # installed with apt-get when missing (e2e/deps.sh).
 test-deps:
 	@sh e2e/deps.sh
