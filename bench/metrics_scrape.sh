@@ -80,6 +80,24 @@ one_run() {
     awk -v n="$COUNT" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f\n", n / (b - a) }'
 }
 
+# cpu_ticks PID: user + system clock ticks the process used so far
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# The loop's CPU per scrape: an idle server scraped back to back for 10 s.
+scrape_cost() {
+    local root c0 c1 n hz
+    root=$(mktemp -d "$WORK/root.XXXXXX")
+    smtpd_launch "$root" u "$MON" --metrics "127.0.0.1:$METRICS" \
+        -l "$WORK/smtpd.log" >&2
+    c0=$(cpu_ticks "$SMTPD_PID")
+    n=$(/usr/bin/python3 "$HERE/scrape.py" --port "$METRICS" --interval 0 \
+        --seconds 10 | tee -a "$OUT/metrics-raw.log" | sed 's/^scrapes=\([0-9]*\).*/\1/')
+    c1=$(cpu_ticks "$SMTPD_PID")
+    smtpd_stop
+    hz=$(getconf CLK_TCK)
+    res "Back to back on an idle server: $n scrapes in 10 s, $(awk -v t=$((c1 - c0)) -v hz="$hz" -v n="$n" 'BEGIN { printf "%.0f", t / hz / n * 1e6 }') µs of smtpd's CPU each (user + system, /proc/PID/stat)."
+}
+
 command -v smtp-source >/dev/null || { echo "needs smtp-source (apt-get install postfix)" >&2; exit 1; }
 : >"$OUT/metrics.md"
 res "## Metrics: the mail with and without a scrape every 100 ms, 1 KB, msg/s (median of $RUNS, alternating)"
@@ -97,5 +115,7 @@ for s in $SESSIONS; do
     a=$(echo "$off" | median) b=$(echo "$on" | median)
     res "| $s | $a | $b | $(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", b / a }') |"
 done
+res ""
+scrape_cost
 res ""
 res "Command: \`smtp-source -s SESSIONS -m $COUNT -l 1024 -f bench@localhost -t u@localhost -M localhost 127.0.0.1:PORT\` to \`smtpd --metrics 127.0.0.1:PORT2\`, and with \`bench/scrape.py --port PORT2 --interval 0.1\` running for the whole load; timed until the last file is in \`new/\`. Scrape latencies: \`build/bench/metrics-raw.log\`."
