@@ -308,8 +308,10 @@ static void metrics_conn_read(struct selector_key *key)
     struct metrics_conn *c = key->data;
     bool lingering = c->phase == PHASE_LINGER;
     size_t at = lingering ? 0 : c->in_len;
-    ssize_t n = read(c->fd, c->in + at, sizeof c->in - at);
 
+    if (c->phase == PHASE_WRITE)    /* a hang-up reported with the write */
+        return;
+    ssize_t n = read(c->fd, c->in + at, sizeof c->in - at);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
     if (n <= 0) {                   /* gone, or gave up before asking */
