@@ -269,6 +269,11 @@ def test_bad_metrics_flag_exits_2(value, tmp_path):
     assert r.stderr.startswith("smtpd: bad --metrics"), r.stderr
 
 
+def test_off_by_default(server):
+    assert "metrics" not in server.log_text()
+    assert "(HTTP)" not in server.log_text()
+
+
 def test_usage_names_the_flag():
     r = subprocess.run([os.environ.get("SMTPD_BIN", str(ROOT / "smtpd")),
                         "-h"], capture_output=True, text=True, timeout=10)
