@@ -43,7 +43,8 @@ SERVER_SRC = smtpd.c smtpd_args.c log.c stats.c \
              auth_sasl.c auth_login.c auth_throttle.c auth_users.c auth_passwd.c \
              maildir.c maildir_commit.c maildir_spool.c \
              transport.c transform.c transform_errpipe.c monitor.c \
-             selector.c selector_$(SELECTOR).c worker.c buffer.c
+             selector.c selector_$(SELECTOR).c worker.c buffer.c \
+             metrics.c metrics_http.c
 ifneq ($(TLS),0)
 SERVER_SRC += transport_tls.c
 endif
@@ -108,7 +109,8 @@ $(DEMO_TLS)/cert.pem:
 
 # python3-pytest, swaks, curl, msmtp, dovecot-imapd, clang + libFuzzer,
 # valgrind, groff, libssl-dev, pkg-config, openssl, swaks's Perl TLS and
-# IPv6 modules, fail2ban, whois (mkpasswd), graphviz, strace, haproxy:
+# IPv6 modules, fail2ban, whois (mkpasswd), graphviz, strace, haproxy,
+# prometheus (with promtool):
 # installed with apt-get when missing (e2e/deps.sh).
 test-deps:
 	@sh e2e/deps.sh
@@ -186,6 +188,10 @@ build/fuzz/fuzz_proxy: fuzz/fuzz_proxy.c smtp_proxy.c $(wildcard include/*.h)
 	mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_proxy.c smtp_proxy.c -o $@
 
+build/fuzz/fuzz_http: fuzz/fuzz_http.c metrics_http.c $(wildcard include/*.h)
+	mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_http.c metrics_http.c -o $@
+
 build/fuzz/fuzz_users: fuzz/fuzz_users.c auth_users.c parser.c $(wildcard include/*.h)
 	mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_users.c auth_users.c parser.c -o $@
@@ -193,8 +199,8 @@ build/fuzz/fuzz_users: fuzz/fuzz_users.c auth_users.c parser.c $(wildcard includ
 # Each harness runs FUZZ_TIME seconds from the seed corpus; new inputs go
 # to build/fuzz/corpus-*, so the corpus kept in git stays as it is.
 fuzz: build/fuzz/fuzz_parser build/fuzz/fuzz_monitor build/fuzz/fuzz_users \
-      build/fuzz/fuzz_proxy
-	for h in parser monitor users proxy; do \
+      build/fuzz/fuzz_proxy build/fuzz/fuzz_http
+	for h in parser monitor users proxy http; do \
 	  mkdir -p build/fuzz/corpus-$$h && \
 	  build/fuzz/fuzz_$$h -max_total_time=$(FUZZ_TIME) -max_len=16384 \
 	    -artifact_prefix=build/fuzz/ build/fuzz/corpus-$$h fuzz/corpus/$$h \

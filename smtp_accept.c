@@ -22,6 +22,8 @@
 static void session_refuse(int fd, enum reply_id id, bool tls)
 {
     char line[REPLY_LINE_MAX];
+    if (id == R_TOO_MANY_CLIENTS)
+        stats.refused_max_clients++;
     if (tls) {
         close(fd);
         return;

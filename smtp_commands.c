@@ -223,6 +223,7 @@ static void auth_checked(void *data, const char *user)
     } else if (user) {
         lowercase(s->auth_user);
         log_info("%s:%u authenticated as %s", s->ip, s->port, s->auth_user);
+        stats.auth_ok++;
         id = R_AUTH_OK;
     }
     if (s->closing)             /* shutting down: its 421 is on the way */

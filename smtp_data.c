@@ -141,6 +141,10 @@ static void delivery_log(struct session *s, const char *id, uint64_t size,
  * inside session_process(), which goes on by itself. */
 static void delivery_finish(struct session *s, enum reply_id id, const char *qid)
 {
+    if (replies[id].code >= 500)
+        stats.messages_rejected++;
+    else if (replies[id].code >= 400)
+        stats.messages_failed++;
     if (id == R_QUEUED)
         session_reply(s, id, qid);
     else
@@ -341,6 +345,7 @@ void delivery_timeout(struct session *s)
              (unsigned long long)s->body_size);
     maildir_msg_abort(&s->msg);
     session_reset_transaction(s);
+    stats.messages_failed++;
     session_reply(s, R_MESSAGE_TIMEOUT);
 }
 

@@ -452,6 +452,8 @@ static void session_on_close(struct selector_key *key)
     LIST_REMOVE(s, link);
     nsessions--;
     stats.connections_current--;
+    if (s->state == ST_PROXY && !session_env.shutting_down)
+        stats.refused_proxy++;      /* no, a bad or a late PROXY header */
     log_info("%s:%u disconnect (%zu clients)", s->ip, s->port, nsessions);
     session_reset_transaction(s);
     free(s->rcpts);

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "auth_login.h"
 #include "maildir.h"
+#include "metrics.h"
 #include "monitor.h"
 #include "auth_passwd.h"
 #include "selector.h"
@@ -356,7 +357,8 @@ int main(int argc, char **argv)
     if (selector_register(sel, signal_pipe[0], &signal_handler, OP_READ, &cfg) < 0
         || committer_attach(c, sel) < 0
         || login_init(sel) < 0 || spool_init(sel) < 0 || passwd_init(sel) < 0
-        || open_listeners(sel, &cfg) < 0 || monitor_open(sel, &cfg) < 0) {
+        || open_listeners(sel, &cfg) < 0 || monitor_open(sel, &cfg) < 0
+        || metrics_open(sel, &cfg) < 0) {
         log_error("cannot start; see above");
         return 1;
     }
@@ -371,6 +373,7 @@ int main(int argc, char **argv)
     int rc = serve(&cfg, sel, c);
 
     monitor_close(sel);
+    metrics_close(sel);
     login_shutdown();
     spool_shutdown();
     passwd_shutdown();

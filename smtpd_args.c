@@ -18,8 +18,6 @@
 #include "parser.h"
 #include "transport_tls.h"
 
-#define SMTPD_VERSION "0.1"
-
 static const char usage_text[] =
     "usage: smtpd [-d DOMAIN] [-s PORT] [-p PORT] [-a ADDR]... [-m ADDR]...\n"
     "             [-f DIR] [-u USER:PASS]... [-A] [-k TOKEN] [-t CMD]\n"
@@ -30,7 +28,7 @@ static const char usage_text[] =
 #endif
     "             [--passwd-file FILE]...\n"
     "             [--proxy-from ADDR[/PREFIX]]... [--vrfy on|auth|off]\n"
-    "             [--monitor-token-file FILE]\n"
+    "             [--monitor-token-file FILE] [--metrics ADDR:PORT]\n"
     "\n"
     "  -d DOMAIN     local mail domain, also the greeting name (localhost)\n"
     "  -s PORT       SMTP TCP port (2525)\n"
@@ -75,7 +73,10 @@ static const char usage_text[] =
     "                     server facing the internet (on)\n"
     "  --monitor-token-file FILE\n"
     "                     the monitor token is FILE's first line, up to 8\n"
-    "                     bytes (instead of -k; none)\n";
+    "                     bytes (instead of -k; none)\n"
+    "  --metrics ADDR:PORT\n"
+    "                     serve Prometheus metrics on http://ADDR:PORT/metrics;\n"
+    "                     IPv6 as [ADDR]:PORT (off)\n";
 
 /* Long options have no letter: their values start above any char. */
 enum {
@@ -84,6 +85,7 @@ enum {
     OPT_PASSWD_FILE, OPT_PROXY_FROM,
     OPT_VRFY,
     OPT_TOKEN_FILE,
+    OPT_METRICS,
 };
 
 static const struct option long_options[] = {
@@ -95,6 +97,7 @@ static const struct option long_options[] = {
     { "proxy-from",  required_argument, NULL, OPT_PROXY_FROM },
     { "vrfy",        required_argument, NULL, OPT_VRFY },
     { "monitor-token-file", required_argument, NULL, OPT_TOKEN_FILE },
+    { "metrics",     required_argument, NULL, OPT_METRICS },
     { NULL, 0, NULL, 0 },
 };
 
@@ -270,9 +273,37 @@ static void args_vrfy(struct config *cfg, const char *arg)
         args_die("bad --vrfy '%s': expected on, auth or off", arg);
 }
 
+/* --metrics ADDR:PORT, an IPv6 ADDR in brackets: [::1]:9100. */
+static void args_metrics(struct config *cfg, const char *arg)
+{
+    const char *bad = "bad --metrics '%s': expected ADDR:PORT or [ADDR]:PORT";
+    const char *colon = strrchr(arg, ':');
+    const char *addr = arg, *end = colon;
+    if (colon == NULL)
+        args_die(bad, arg);
+    if (arg[0] == '[') {
+        addr = arg + 1;
+        end = colon - 1;
+        if (end < addr || *end != ']')
+            args_die(bad, arg);
+    }
+    size_t len = (size_t)(end - addr);
+    if (len == 0 || len >= sizeof(cfg->metrics_addr))
+        args_die(bad, arg);
+    memcpy(cfg->metrics_addr, addr, len);
+    cfg->metrics_addr[len] = '\0';
+    unsigned char buf[sizeof(struct in6_addr)];
+    int family = arg[0] == '[' ? AF_INET6 : AF_INET;
+    if (inet_pton(family, cfg->metrics_addr, buf) != 1)
+        args_die(bad, arg);
+    cfg->metrics_port = (uint16_t)args_number(colon + 1, 1, 65535,
+                                              "bad --metrics port '%s'");
+}
+
 static void args_option(struct config *cfg, int opt, char *arg)
 {
     switch (opt) {
+    case OPT_METRICS: args_metrics(cfg, arg); break;
     case OPT_PROXY_FROM: args_proxy_from(cfg, arg); break;
     case OPT_VRFY: args_vrfy(cfg, arg); break;
     case 'd':

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs what `make test` needs on a fresh Debian machine, and nothing
 # when it is all there already (README.md lists each package and why).
-# Daemons that come with a package (dovecot, haproxy) are kept from
+# Daemons that come with a package (dovecot, haproxy, prometheus) are kept from
 # starting, and their system services are left disabled: the tests start
 # their own private instances.
 set -e
@@ -30,6 +30,9 @@ perl -MIO::Socket::INET6 -e 1 2>/dev/null || missing="$missing libio-socket-inet
 command -v fail2ban-regex >/dev/null || missing="$missing fail2ban"
 command -v mkpasswd >/dev/null || missing="$missing whois"
 [ -x /usr/sbin/haproxy ] || missing="$missing haproxy"
+# a real Prometheus scrapes --metrics; promtool checks its output and
+# docs/prometheus.yml, docs/alerts.yml
+command -v prometheus >/dev/null || missing="$missing prometheus"
 [ -z "$missing" ] && exit 0
 
 if [ "$(id -u)" != 0 ]; then
@@ -46,7 +49,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends $missing
 [ "$own_policy" = 1 ] && rm -f "$policy"
-# The packages enable dovecot.service and haproxy.service at boot; the
+# The packages enable dovecot, haproxy and prometheus at boot; the
 # suite needs only its private instances, so the system's stay off.
 if [ -e /lib/systemd/system/dovecot.service ] && command -v systemctl >/dev/null; then
     systemctl disable dovecot.service >/dev/null 2>&1 || true
@@ -54,5 +57,8 @@ if [ -e /lib/systemd/system/dovecot.service ] && command -v systemctl >/dev/null
 fi
 if [ -e /lib/systemd/system/haproxy.service ] && command -v systemctl >/dev/null; then
     systemctl disable haproxy.service >/dev/null 2>&1 || true
+fi
+if [ -e /lib/systemd/system/prometheus.service ] && command -v systemctl >/dev/null; then
+    systemctl disable prometheus.service >/dev/null 2>&1 || true
 fi
 exit 0

@@ -22,6 +22,7 @@ HARNESSES = {
     "monitor": ["fuzz/fuzz_monitor.c", "monitor.c"],
     "users": ["fuzz/fuzz_users.c", "auth_users.c", "parser.c"],
     "proxy": ["fuzz/fuzz_proxy.c", "smtp_proxy.c"],
+    "http": ["fuzz/fuzz_http.c", "metrics_http.c"],
 }
 SECONDS = 10
 

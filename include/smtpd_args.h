@@ -14,6 +14,7 @@
 #define ARGS_MAX_PASSWD_FILES 8
 #define MONITOR_TOKEN_LEN 8
 #define DEFAULT_MONITOR_TOKEN "smtpd"
+#define SMTPD_VERSION "0.1"
 
 /* --vrfy: who gets an answer to VRFY */
 enum vrfy_mode { VRFY_ON, VRFY_AUTH, VRFY_OFF };
@@ -53,6 +54,8 @@ struct config {
     struct proxy_net proxy_from[ARGS_MAX_ADDRS]; /* --proxy-from */
     size_t n_proxy_from;
     enum vrfy_mode vrfy;                    /* --vrfy, default VRFY_ON */
+    char metrics_addr[64];                  /* --metrics ADDR, numeric */
+    uint16_t metrics_port;                  /* --metrics :PORT, 0 = off */
 };
 
 /*

@@ -29,6 +29,7 @@ FAMILIES = [
     ("program", "program", ["smtpd", "log", "stats"]),
     ("filter", "filter", ["transform"]),
     ("monitor", "monitor", ["monitor"]),
+    ("metrics", "metrics over HTTP", ["metrics"]),
     ("manager", "manager", ["manager"]),
 ]
 
