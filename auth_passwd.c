@@ -204,6 +204,8 @@ static int passwd_load_file(struct userdb *db, const char *path, char *err,
         snprintf(err, PASSWD_ERR_MAX, "%s:%zu: %s", path, line, why);
         return -1;
     }
+    for (size_t i = first; i < db->n; i++)
+        db->v[i].file = path;       /* cfg's string: lives as long as db */
     if (reload && db->n == first)
         return passwd_fail(err, path, len == 0 ? "empty file"
                                                : "no users in the file");
@@ -216,6 +218,41 @@ static int passwd_load_file(struct userdb *db, const char *path, char *err,
 }
 
 /* ---- the whole table -------------------------------------------------- */
+
+/* "FILE:LINE: user 'x' is listed twice (also at FILE:LINE)", naming
+ * the later line first; a -u user has no line ("also given with -u"). */
+static void passwd_dup_error(const struct userdb *db, const char *dup,
+                             char *err)
+{
+    const struct users_entry *a = NULL, *b = NULL;
+    for (size_t i = 0; i < db->n && b == NULL; i++) {
+        if (strcmp(db->v[i].name, dup) != 0)
+            continue;
+        if (a == NULL)
+            a = &db->v[i];
+        else
+            b = &db->v[i];
+    }
+    if (b == NULL) {            /* cannot happen: finish found two */
+        snprintf(err, PASSWD_ERR_MAX, "user '%s' is listed twice", dup);
+        return;
+    }
+    /* b is the one to name: from a file if either is, the later line */
+    if ((b->file == NULL && a->file != NULL) ||
+        (a->file && a->file == b->file && a->line > b->line)) {
+        const struct users_entry *t = a;
+        a = b;
+        b = t;
+    }
+    if (b->file == NULL)
+        snprintf(err, PASSWD_ERR_MAX, "user '%s' is listed twice", dup);
+    else if (a->file == NULL)
+        snprintf(err, PASSWD_ERR_MAX, "%s:%zu: user '%s' is listed twice "
+                 "(also given with -u)", b->file, b->line, dup);
+    else
+        snprintf(err, PASSWD_ERR_MAX, "%s:%zu: user '%s' is listed twice "
+                 "(also at %s:%zu)", b->file, b->line, dup, a->file, a->line);
+}
 
 static struct userdb *passwd_load(const struct config *cfg, char *err,
                                   struct passwd_notes *notes, bool reload)
@@ -239,8 +276,7 @@ static struct userdb *passwd_load(const struct config *cfg, char *err,
         if (passwd_load_file(db, cfg->passwd_files[i], err, notes, reload) < 0)
             goto undo_db;
     if (userdb_finish(db, &dup) < 0) {
-        snprintf(err, PASSWD_ERR_MAX, "user '%s' is listed twice (password "
-                 "files and -u together)", dup);
+        passwd_dup_error(db, dup, err);
         goto undo_db;
     }
     return db;

@@ -253,6 +253,8 @@ int userdb_add(struct userdb *db, const char *name, size_t name_len,
     e->name = strndup(name, name_len);
     e->hash = strndup(hash, hash_len);
     e->scheme = scheme;
+    e->file = NULL;
+    e->line = 0;
     if (e->name == NULL || e->hash == NULL) {
         free(e->name);
         free(e->hash);
@@ -273,9 +275,11 @@ int userdb_parse_text(struct userdb *db, const char *text, size_t len,
     while (pos < len) {
         const char *nl = memchr(text + pos, '\n', len - pos);
         size_t llen = nl ? (size_t)(nl - text - pos) : len - pos;
+        /* a file written on Windows: CRLF ends its lines too */
+        size_t plen = llen > 0 && text[pos + llen - 1] == '\r' ? llen - 1 : llen;
         struct users_line l;
         ++*line_no;
-        switch (users_parse_line(text + pos, llen, &l, why)) {
+        switch (users_parse_line(text + pos, plen, &l, why)) {
         case USERS_LINE_SKIP:
             break;
         case USERS_LINE_BAD:
@@ -286,6 +290,7 @@ int userdb_parse_text(struct userdb *db, const char *text, size_t len,
                 *why = "out of memory";
                 return -1;
             }
+            db->v[db->n - 1].line = *line_no;
             break;
         }
         pos += llen + 1;

@@ -216,9 +216,31 @@ def test_bad_line_stops_the_start(tmp_path, line, reason):
     f = write_passwd(tmp_path / "users", ["# users", GOOD, line])
     err = start_fails(tmp_path, "--passwd-file", str(f))
     if reason == "listed twice":
-        assert "user 'alice' is listed twice" in err, err
+        assert "smtpd: %s:3: user 'alice' is listed twice (also at %s:2)" \
+            % (f, f) in err, err
     else:
         assert "smtpd: %s:3: " % f in err and reason in err, err
+
+
+def test_user_of_a_file_and_of_u_is_named_with_its_line(tmp_path):
+    f = write_passwd(tmp_path / "users", ["# users", "bob:{PLAIN}x", GOOD])
+    err = start_fails(tmp_path, "--passwd-file", str(f), "-u", "alice:other")
+    assert "smtpd: %s:3: user 'alice' is listed twice (also given with -u)" \
+        % f in err, err
+
+
+def test_crlf_line_ends_are_line_ends(start_server, connect, tmp_path):
+    """A file saved with CRLF line ends (a Windows editor): the CR is not
+    part of the password."""
+    f = tmp_path / "users"
+    f.write_bytes(b"# users\r\nalice:{PLAIN}pw\r\nbob:" +
+                  sha512("bob-pw").encode() + b"\r\n")
+    os.chmod(f, 0o600)
+    srv = start_server("--passwd-file", str(f))
+    for user, password in (("alice", "pw"), ("bob", "bob-pw")):
+        c = connect(srv.port)
+        c.greet()
+        assert auth(c, user, password).startswith("235 2.7.0"), user
 
 
 def test_nul_byte_stops_the_start(tmp_path):

@@ -41,6 +41,8 @@ struct users_entry {
     char *name;                 /* lowercase */
     char *hash;
     enum users_scheme scheme;
+    const char *file;           /* where it was read (the caller's), or NULL */
+    size_t line;                /* its line there, 1-based; 0: not from a file */
 };
 
 struct userdb {
