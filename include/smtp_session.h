@@ -78,7 +78,7 @@ struct session {
 
     struct selector_timer timer;        /* idle timeout */
     uint64_t last_activity;             /* selector_now_ms() */
-    uint64_t message_start;             /* the 354 went out; 0: not in DATA */
+    uint64_t message_start;             /* its first body byte came; 0: none yet */
     unsigned errors;                    /* erroneous commands in a row */
 
     char addr[INET6_ADDRSTRLEN + 8];    /* "[IPv6:::1]" style for Received */
