@@ -45,7 +45,7 @@ SERVER_SRC = smtpd.c smtpd_args.c log.c stats.c \
              transport.c transform.c transform_errpipe.c monitor.c \
              selector.c selector_$(SELECTOR).c worker.c buffer.c \
              metrics.c metrics_http.c \
-             addr_aliases.c
+             addr_aliases.c addr_resolve.c addr_load.c
 ifneq ($(TLS),0)
 SERVER_SRC += transport_tls.c
 endif
