@@ -44,7 +44,8 @@ SERVER_SRC = smtpd.c smtpd_args.c log.c stats.c \
              maildir.c maildir_commit.c maildir_spool.c \
              transport.c transform.c transform_errpipe.c monitor.c \
              selector.c selector_$(SELECTOR).c worker.c buffer.c \
-             metrics.c metrics_http.c
+             metrics.c metrics_http.c \
+             addr_aliases.c addr_resolve.c addr_load.c
 ifneq ($(TLS),0)
 SERVER_SRC += transport_tls.c
 endif
@@ -195,12 +196,15 @@ build/fuzz/fuzz_http: fuzz/fuzz_http.c metrics_http.c $(wildcard include/*.h)
 build/fuzz/fuzz_users: fuzz/fuzz_users.c auth_users.c parser.c $(wildcard include/*.h)
 	mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_users.c auth_users.c parser.c -o $@
+build/fuzz/fuzz_aliases: fuzz/fuzz_aliases.c addr_aliases.c $(wildcard include/*.h)
+	mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_aliases.c addr_aliases.c -o $@
 
 # Each harness runs FUZZ_TIME seconds from the seed corpus; new inputs go
 # to build/fuzz/corpus-*, so the corpus kept in git stays as it is.
 fuzz: build/fuzz/fuzz_parser build/fuzz/fuzz_monitor build/fuzz/fuzz_users \
-      build/fuzz/fuzz_proxy build/fuzz/fuzz_http
-	for h in parser monitor users proxy http; do \
+      build/fuzz/fuzz_proxy build/fuzz/fuzz_http build/fuzz/fuzz_aliases
+	for h in parser monitor users proxy http aliases; do \
 	  mkdir -p build/fuzz/corpus-$$h && \
 	  build/fuzz/fuzz_$$h -max_total_time=$(FUZZ_TIME) -max_len=16384 \
 	    -artifact_prefix=build/fuzz/ build/fuzz/corpus-$$h fuzz/corpus/$$h \

@@ -90,21 +90,44 @@ static int maildir_open_at(int dir, const char *name)
     return fd;
 }
 
+/* A Maildir++ folder's directory: "." and 1-64 of [A-Za-z0-9_-]. */
+static int maildir_folder_ok(const char *f)
+{
+    size_t len = strlen(f);
+    if (len < 2 || len > MAILDIR_NAME_MAX + 1 || f[0] != '.')
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if (!isalnum((unsigned char)f[i]) && f[i] != '_' && f[i] != '-')
+            return 0;
+    return 1;
+}
+
 /* root was resolved once at start (it may itself be a link); below it,
  * every component is opened with O_NOFOLLOW, so a mailbox, tmp/ or new/
  * that is a link is refused rather than followed out of root. */
 int maildir_open_dir(const char *root, const char *box, const char *sub)
 {
-    if (box[0] == '\0' || box[0] == '.' || strchr(box, '/') ||
+    char name[MAILDIR_NAME_MAX + 1];
+    const char *slash = strchr(box, '/'), *folder = slash ? slash + 1 : NULL;
+    size_t len = slash ? (size_t)(slash - box) : strlen(box);
+    if (len == 0 || len > MAILDIR_NAME_MAX || box[0] == '.' ||
+        (folder && !maildir_folder_ok(folder)) ||
         (sub && (sub[0] == '\0' || sub[0] == '.' || strchr(sub, '/')))) {
         errno = EINVAL;             /* never a path out of root */
         return -1;
     }
+    memcpy(name, box, len);
+    name[len] = '\0';
     int rfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (rfd < 0)
         return -1;
-    int fd = maildir_open_at(rfd, box);
+    int fd = maildir_open_at(rfd, name);
     maildir_close_keep(rfd);
+    if (fd >= 0 && folder) {
+        int ffd = maildir_open_at(fd, folder);
+        maildir_close_keep(fd);
+        fd = ffd;
+    }
     if (fd < 0 || sub == NULL)
         return fd;
     int sfd = maildir_open_at(fd, sub);
@@ -242,6 +265,25 @@ int maildir_exists(const char *root, const char *name)
     for (size_t i = 0; i < 3 && ok; i++)
         ok = maildir_is_dir_at(box, subdirs[i]);
     close(box);
+    return ok;
+}
+
+int maildir_folder_exists(const char *root, const char *name,
+                          const char *folder)
+{
+    static const char *const subdirs[] = { "tmp", "new", "cur" };
+    char box[2 * MAILDIR_NAME_MAX + 4];
+
+    if (!maildir_name_ok(name, 0) || maildir_path(box, sizeof box, "%s/%s",
+                                                  name, folder) < 0)
+        return 0;
+    int fd = maildir_open_dir(root, box, NULL);
+    if (fd < 0)
+        return 0;
+    int ok = 1;
+    for (size_t i = 0; i < 3 && ok; i++)
+        ok = maildir_is_dir_at(fd, subdirs[i]);
+    close(fd);
     return ok;
 }
 

@@ -79,11 +79,21 @@ static void delivery_opened(void *data, struct maildir_msg *msg, int error)
     session_resume(s);
 }
 
+/* The spool file goes into the tmp/ of the first folder's mailbox. */
+static const char *delivery_spool_box(const struct session *s)
+{
+    static char box[MAILDIR_NAME_MAX + 1];
+    snprintf(box, sizeof box, "%.*s", (int)strcspn(s->boxes[0], "/"),
+             s->boxes[0]);
+    return box;
+}
+
 /* Nothing more is read from the client until the file exists: a client
  * sends the body only after 354 (RFC 5321 3.3, RFC 2920 3.1). */
 void delivery_begin(struct session *s)
 {
-    s->opening = spool_open_start(session_env.cfg->root, s->boxes[0], NULL,
+    s->opening = spool_open_start(session_env.cfg->root, delivery_spool_box(s),
+                                  NULL,
                                   delivery_opened, s);
     if (s->opening == NULL) {
         log_error("%s:%u cannot create spool file in %s: %s", s->ip, s->port,
@@ -180,18 +190,13 @@ static void delivery_committed(struct commit_job *job)
     session_resume(s);
 }
 
-/* The distinct mailboxes, each once, owned by the job. */
+/* The distinct folders (RCPT keeps each once), owned by the job. */
 static int delivery_job_boxes(struct session *s, struct commit_job *job)
 {
-    job->boxes = calloc(s->nrcpts, sizeof(char *));
+    job->boxes = calloc(s->nboxes, sizeof(char *));
     if (job->boxes == NULL)
         return -1;
-    for (size_t i = 0; i < s->nrcpts; i++) {
-        size_t j = 0;
-        while (j < job->nboxes && strcmp(job->boxes[j], s->boxes[i]) != 0)
-            j++;
-        if (j < job->nboxes)
-            continue;
+    for (size_t i = 0; i < s->nboxes; i++) {
         job->boxes[job->nboxes] = strdup(s->boxes[i]);
         if (job->boxes[job->nboxes] == NULL)
             return -1;
@@ -312,7 +317,7 @@ static void delivery_filter_opened(void *data, struct maildir_msg *msg,
  * the same tmp/, made off the loop like the message's own file. */
 static void delivery_filter(struct session *s)
 {
-    s->opening = spool_open_start(session_env.cfg->root, s->boxes[0],
+    s->opening = spool_open_start(session_env.cfg->root, delivery_spool_box(s),
                                   &s->msg, delivery_filter_opened, s);
     if (s->opening == NULL)
         delivery_filter_failed(s, errno);

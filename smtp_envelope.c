@@ -1,8 +1,8 @@
 /*
  * smtp_envelope.c - who a message is from and for: MAIL (the sender and
  * its SIZE), RCPT (the path, the domain, the mailbox, the list of at most
- * SESSION_MAX_RCPTS recipients) and VRFY (the same mailbox lookup, said
- * aloud). Only these commands look into the mailbox root. Like every
+ * SESSION_MAX_RCPTS recipients, the folders they reach, resolved by
+ * addr_resolve.c) and VRFY (the same resolution, said aloud). Only these commands look into the mailbox root. Like every
  * handler they only queue replies; the session does the I/O.
  */
 #include <ctype.h>
@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "addr.h"
 #include "log.h"
 #include "smtp_session.h"
 #include "stats.h"
@@ -72,10 +73,12 @@ static void lowercase(char *p)
         *p = (char)tolower((unsigned char)*p);
 }
 
-static bool mailbox_known(const char *box)
+/* The folders a local-part reaches (addr_resolve.c). */
+static enum addr_status envelope_resolve(const char *local,
+                                         struct addr_dests *dests)
 {
-    return strcmp(box, "postmaster") == 0
-           || maildir_exists(session_env.cfg->root, box);
+    return addr_resolve(session_env.cfg->root, session_env.cfg->delimiters,
+                        addr_aliases(), local, dests);
 }
 
 static void rcpt_refuse(struct session *s, const char *arg, enum reply_id id)
@@ -102,29 +105,49 @@ static enum reply_id rcpt_check(enum path_status st, const struct smtp_path *pat
     return R_RCPT_OK;
 }
 
-static int rcpt_add(struct session *s, const struct smtp_path *path, char *box)
+/* The transaction's folders gain dests, each kept once. */
+static int rcpt_add_boxes(struct session *s, struct addr_dests *dests)
+{
+    for (size_t i = 0; i < dests->n; i++) {
+        size_t k = 0;
+        while (k < s->nboxes && strcmp(s->boxes[k], dests->v[i]) != 0)
+            k++;
+        if (k < s->nboxes)
+            continue;
+        if (s->nboxes == s->box_cap) {
+            size_t cap = s->box_cap ? s->box_cap * 2 : 4;
+            char **b = realloc(s->boxes, cap * sizeof(*b));
+            if (b == NULL)
+                return -1;
+            s->boxes = b;
+            s->box_cap = cap;
+        }
+        s->boxes[s->nboxes++] = dests->v[i];
+        dests->v[i] = NULL;
+    }
+    return 0;
+}
+
+static int rcpt_add(struct session *s, const struct smtp_path *path,
+                    struct addr_dests *dests)
 {
     if (s->nrcpts == s->rcpt_cap) {
         size_t cap = s->rcpt_cap ? s->rcpt_cap * 2 : 4;
         char **r = realloc(s->rcpts, cap * sizeof(*r));
-        if (r)
-            s->rcpts = r;
-        char **b = realloc(s->boxes, cap * sizeof(*b));
-        if (b)
-            s->boxes = b;
-        if (r == NULL || b == NULL)
+        if (r == NULL)
             return -1;
+        s->rcpts = r;
         s->rcpt_cap = cap;
     }
     struct smtp_path full = *path;
     if (full.domain[0] == '\0')
         snprintf(full.domain, sizeof(full.domain), "%s", session_env.cfg->domain);
     char *addr = path_to_string(&full);
-    if (addr == NULL)
+    if (addr == NULL || rcpt_add_boxes(s, dests) < 0) {
+        free(addr);
         return -1;
-    s->rcpts[s->nrcpts] = addr;
-    s->boxes[s->nrcpts] = box;
-    s->nrcpts++;
+    }
+    s->rcpts[s->nrcpts++] = addr;
     return 0;
 }
 
@@ -157,22 +180,19 @@ void envelope_rcpt(struct session *s, const struct smtp_command *cmd)
         rcpt_refuse(s, arg, id);
         return;
     }
-    char *box = strdup(path.local);
-    if (box == NULL) {
-        session_reply(s, R_LOCAL_ERROR);
-        return;
-    }
-    lowercase(box);
-    if (!mailbox_known(box)) {
-        free(box);
+    struct addr_dests dests = { 0 };
+    enum addr_status st = envelope_resolve(path.local, &dests);
+    if (st == ADDR_UNKNOWN) {
+        addr_dests_free(&dests);
         rcpt_refuse(s, arg, R_NO_MAILBOX);
         return;
     }
-    if (rcpt_add(s, &path, box) < 0) {
-        free(box);
+    if (st != ADDR_FOUND || rcpt_add(s, &path, &dests) < 0) {
+        addr_dests_free(&dests);
         session_reply(s, R_LOCAL_ERROR);
         return;
     }
+    addr_dests_free(&dests);
     session_set_state(s, ST_RCPT);
     session_reply(s, R_RCPT_OK);
 }
@@ -262,8 +282,13 @@ void envelope_vrfy(struct session *s, const struct smtp_command *cmd)
     }
     char found[VRFY_MAX_CANDIDATES][MAILDIR_NAME_MAX + 1];
     int n = 0;
-    if (mailbox_known(name))
+    struct addr_dests dests = { 0 };
+    enum addr_status st = envelope_resolve(name, &dests);
+    addr_dests_free(&dests);
+    if (st == ADDR_FOUND)
         session_reply(s, R_VRFY_OK, name, session_env.cfg->domain);
+    else if (st == ADDR_NO_MEMORY)
+        session_reply(s, R_LOCAL_ERROR);
     else if ((n = maildir_find_prefix(session_env.cfg->root, name, found,
                                       VRFY_MAX_CANDIDATES)) >= 2)
         vrfy_ambiguous(s, found, n > VRFY_MAX_CANDIDATES ? VRFY_MAX_CANDIDATES : (size_t)n);

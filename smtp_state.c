@@ -53,11 +53,12 @@ void session_set_state(struct session *s, enum session_state st)
 
 static void session_free_rcpts(struct session *s)
 {
-    for (size_t i = 0; i < s->nrcpts; i++) {
+    for (size_t i = 0; i < s->nrcpts; i++)
         free(s->rcpts[i]);
+    for (size_t i = 0; i < s->nboxes; i++)
         free(s->boxes[i]);
-    }
     s->nrcpts = 0;
+    s->nboxes = 0;
 }
 
 void session_reset_transaction(struct session *s)

@@ -22,6 +22,7 @@
 #include "maildir.h"
 #include "metrics.h"
 #include "monitor.h"
+#include "addr.h"
 #include "auth_passwd.h"
 #include "selector.h"
 #include "smtp_session.h"
@@ -113,6 +114,7 @@ static void on_sighup(const struct config *cfg)
     else
         log_info("log file reopened");
     passwd_reload();
+    addr_reload();
     if (cfg->tls_cert == NULL)
         return;
     char err[512];
@@ -341,6 +343,7 @@ int main(int argc, char **argv)
     prepare_tls(&cfg);
     prepare_mailboxes(&cfg);
     passwd_start_mailboxes();
+    addr_start(&cfg);
     stats_init();
     signals_install();
     transform_configure(cfg.transform_cmd, cfg.timeout_s);
@@ -357,6 +360,7 @@ int main(int argc, char **argv)
     if (selector_register(sel, signal_pipe[0], &signal_handler, OP_READ, &cfg) < 0
         || committer_attach(c, sel) < 0
         || login_init(sel) < 0 || spool_init(sel) < 0 || passwd_init(sel) < 0
+        || addr_init(sel) < 0
         || open_listeners(sel, &cfg) < 0 || monitor_open(sel, &cfg) < 0
         || metrics_open(sel, &cfg) < 0) {
         log_error("cannot start; see above");
@@ -377,12 +381,14 @@ int main(int argc, char **argv)
     login_shutdown();
     spool_shutdown();
     passwd_shutdown();
+    addr_shutdown();
     committer_free(c);
     selector_destroy(sel);
     close(signal_pipe[1]);
     tls_cleanup();
     log_close();
     passwd_free();
+    addr_free();
     args_free(&cfg);
     free(resolved_root);
     return rc;

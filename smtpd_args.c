@@ -29,6 +29,7 @@ static const char usage_text[] =
     "             [--passwd-file FILE]...\n"
     "             [--proxy-from ADDR[/PREFIX]]... [--vrfy on|auth|off]\n"
     "             [--monitor-token-file FILE] [--metrics ADDR:PORT]\n"
+    "             [--recipient-delimiter CHARS] [--aliases FILE]\n"
     "\n"
     "  -d DOMAIN     local mail domain, also the greeting name (localhost)\n"
     "  -s PORT       SMTP TCP port (2525)\n"
@@ -76,7 +77,12 @@ static const char usage_text[] =
     "                     bytes (instead of -k; none)\n"
     "  --metrics ADDR:PORT\n"
     "                     serve Prometheus metrics on http://ADDR:PORT/metrics;\n"
-    "                     IPv6 as [ADDR]:PORT (off)\n";
+    "                     IPv6 as [ADDR]:PORT (off)\n"
+    "  --recipient-delimiter CHARS\n"
+    "                     user+tag reaches user, into its folder .tag if it\n"
+    "                     has one; up to 8 of + - _ . =, \"\" for none (+)\n"
+    "  --aliases FILE     local aliases, lines name: target, target...; \"*\"\n"
+    "                     catches the rest; reread on SIGHUP (none)\n";
 
 /* Long options have no letter: their values start above any char. */
 enum {
@@ -86,6 +92,7 @@ enum {
     OPT_VRFY,
     OPT_TOKEN_FILE,
     OPT_METRICS,
+    OPT_DELIMITER, OPT_ALIASES,
 };
 
 static const struct option long_options[] = {
@@ -98,6 +105,8 @@ static const struct option long_options[] = {
     { "vrfy",        required_argument, NULL, OPT_VRFY },
     { "monitor-token-file", required_argument, NULL, OPT_TOKEN_FILE },
     { "metrics",     required_argument, NULL, OPT_METRICS },
+    { "recipient-delimiter", required_argument, NULL, OPT_DELIMITER },
+    { "aliases",     required_argument, NULL, OPT_ALIASES },
     { NULL, 0, NULL, 0 },
 };
 
@@ -180,6 +189,7 @@ static void args_defaults(struct config *cfg)
     cfg->max_clients = 10000;
     cfg->max_size = 10485760;
     cfg->timeout_s = 300;
+    memcpy(cfg->delimiters, "+", 2);
 }
 
 static void args_add_addr(const char **list, size_t *n, const char *addr,
@@ -300,9 +310,24 @@ static void args_metrics(struct config *cfg, const char *arg)
                                               "bad --metrics port '%s'");
 }
 
+/* --recipient-delimiter: "" (none) or up to 8 of "+-_.=". */
+static void args_delimiter(struct config *cfg, const char *arg)
+{
+    size_t len = strlen(arg);
+    if (len >= sizeof(cfg->delimiters) || strspn(arg, "+-_.=") != len)
+        args_die("bad --recipient-delimiter '%s': at most 8 of + - _ . =", arg);
+    memcpy(cfg->delimiters, arg, len + 1);
+}
+
 static void args_option(struct config *cfg, int opt, char *arg)
 {
     switch (opt) {
+    case OPT_DELIMITER: args_delimiter(cfg, arg); break;
+    case OPT_ALIASES:
+        if (arg[0] == '\0')
+            args_die("empty --aliases%s", "");
+        cfg->aliases_file = arg;
+        break;
     case OPT_METRICS: args_metrics(cfg, arg); break;
     case OPT_PROXY_FROM: args_proxy_from(cfg, arg); break;
     case OPT_VRFY: args_vrfy(cfg, arg); break;

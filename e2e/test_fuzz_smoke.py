@@ -23,6 +23,7 @@ HARNESSES = {
     "users": ["fuzz/fuzz_users.c", "auth_users.c", "parser.c"],
     "proxy": ["fuzz/fuzz_proxy.c", "smtp_proxy.c"],
     "http": ["fuzz/fuzz_http.c", "metrics_http.c"],
+    "aliases": ["fuzz/fuzz_aliases.c", "addr_aliases.c"],
 }
 SECONDS = 10
 

@@ -53,3 +53,15 @@ def test_the_graph_prints_every_edge():
     first = out.splitlines()[0]
     edges = sum(1 for line in out.splitlines() if " -> " in line)
     assert first.endswith("%d edges" % edges)
+
+
+def test_the_addr_family_knows_no_session_and_its_parser_nothing():
+    out, _ = graph()
+    edges = [line.split() for line in out.splitlines()
+             if line.startswith("  ") and " -> " in line]
+    assert "smtp_envelope -> addr_resolve" in out
+    for src, _, dst in edges:
+        if src.startswith("addr_"):
+            assert not dst.startswith(("smtp_", "selector")), out
+        if src == "addr_aliases":
+            assert dst in ("log", "stats"), out

@@ -39,6 +39,12 @@ int maildir_create_unsynced(const char *root, const char *name, int *created);
  * them nor root/name a symbolic link), else 0. */
 int maildir_exists(const char *root, const char *name);
 
+/* 1 when root/name/folder is a Maildir++ folder (folder is "." and 1-64
+ * of [A-Za-z0-9_-]; it and its tmp, new and cur real directories), else
+ * 0. Such a folder is given to the committer as the box "name/folder". */
+int maildir_folder_exists(const char *root, const char *name,
+                          const char *folder);
+
 /*
  * Mailbox names under root that start with prefix (case-insensitive), in
  * strcmp order, at most max, copied into names[i]. Returns how many were
@@ -81,7 +87,8 @@ int maildir_msg_write(struct maildir_msg *m, const void *p, size_t n);
 int maildir_msg_final_name(const struct maildir_msg *m, char *dst, size_t len);
 
 /* A descriptor of root/box (sub NULL) or root/box/sub, opened
- * O_DIRECTORY: box and sub must be real directories, never links (ELOOP,
+ * O_DIRECTORY (box may be "name/.folder", a Maildir++ folder): box and sub
+ * must be real directories, never links (ELOOP,
  * or ENOTDIR), so nothing is created or linked through a link below
  * root. root should be the resolved path (realpath at start).
  * fd, or -1 with errno. */

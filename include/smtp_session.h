@@ -95,8 +95,10 @@ struct session {
     /* the transaction */
     char *sender;                       /* bare address, "" for <> */
     char **rcpts;                       /* addresses as accepted */
-    char **boxes;                       /* mailbox (lowercase local-part) of each */
     size_t nrcpts, rcpt_cap;
+    char **boxes;                       /* the folders they reach, each once:
+                                           "box" or "box/.tag" (addr.h) */
+    size_t nboxes, box_cap;
     struct data_parser data;
     struct spool_open *opening;         /* spool file being created (maildir_spool.c) */
     struct maildir_msg msg;             /* spool file while in DATA */

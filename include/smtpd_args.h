@@ -56,6 +56,8 @@ struct config {
     enum vrfy_mode vrfy;                    /* --vrfy, default VRFY_ON */
     char metrics_addr[64];                  /* --metrics ADDR, numeric */
     uint16_t metrics_port;                  /* --metrics :PORT, 0 = off */
+    char delimiters[9];                     /* --recipient-delimiter, "+" */
+    const char *aliases_file;               /* --aliases, NULL = none */
 };
 
 /*

@@ -23,6 +23,7 @@ import sys
 FAMILIES = [
     ("smtp", "SMTP session", ["smtp_", "parser"]),
     ("auth", "users and AUTH", ["auth_"]),
+    ("addr", "addresses", ["addr_"]),
     ("maildir", "storage", ["maildir"]),
     ("transport", "transport", ["transport"]),
     ("loop", "event loop and threads", ["selector", "worker", "buffer"]),
