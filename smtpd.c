@@ -24,6 +24,7 @@
 #include "monitor.h"
 #include "auth_passwd.h"
 #include "selector.h"
+#include "smtp_limits.h"
 #include "smtp_session.h"
 #include "maildir_spool.h"
 #include "stats.h"
@@ -353,12 +354,14 @@ int main(int argc, char **argv)
         return 1;
     }
     session_init(&cfg, sel, c);
+    struct limits_conf limits = { cfg.client_limit, cfg.client_rate,
+                                  cfg.message_rate };
     selector_set_turn_hook(sel, on_turn, c);
     if (selector_register(sel, signal_pipe[0], &signal_handler, OP_READ, &cfg) < 0
         || committer_attach(c, sel) < 0
         || login_init(sel) < 0 || spool_init(sel) < 0 || passwd_init(sel) < 0
         || open_listeners(sel, &cfg) < 0 || monitor_open(sel, &cfg) < 0
-        || metrics_open(sel, &cfg) < 0) {
+        || metrics_open(sel, &cfg) < 0 || limits_init(&limits, 0) < 0) {
         log_error("cannot start; see above");
         return 1;
     }
@@ -383,6 +386,7 @@ int main(int argc, char **argv)
     tls_cleanup();
     log_close();
     passwd_free();
+    limits_free();
     args_free(&cfg);
     free(resolved_root);
     return rc;

@@ -56,6 +56,11 @@ struct config {
     enum vrfy_mode vrfy;                    /* --vrfy, default VRFY_ON */
     char metrics_addr[64];                  /* --metrics ADDR, numeric */
     uint16_t metrics_port;                  /* --metrics :PORT, 0 = off */
+    unsigned client_limit;                  /* --client-limit, 0 = none */
+    unsigned client_rate;                   /* --client-rate, 0 = none */
+    unsigned message_rate;                  /* --message-rate, 0 = none */
+    struct proxy_net limit_exempt[ARGS_MAX_ADDRS]; /* --limit-exempt */
+    size_t n_limit_exempt;
 };
 
 /*
