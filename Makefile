@@ -38,7 +38,7 @@ PORT_ARGS ?=
 
 SERVER_SRC = smtpd.c smtpd_args.c log.c stats.c \
              smtp_session.c smtp_state.c smtp_tls.c smtp_commands.c \
-             smtp_envelope.c smtp_data.c smtp_accept.c smtp_reply.c smtp_proxy.c \
+             smtp_envelope.c smtp_data.c smtp_accept.c smtp_reply.c smtp_proxy.c smtp_limits.c \
              parser.c \
              auth_sasl.c auth_login.c auth_throttle.c auth_users.c auth_passwd.c \
              maildir.c maildir_commit.c maildir_spool.c \

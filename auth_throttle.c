@@ -120,10 +120,15 @@ static void table_free(struct throttle_table *t)
     memset(t, 0, sizeof(*t));
 }
 
+uint64_t throttle_key_hash(const uint8_t key[16])
+{
+    return throttle_siphash(key, 16);
+}
+
 static uint32_t table_bucket(const struct throttle_table *t,
                              const uint8_t key[16])
 {
-    return (uint32_t)(throttle_siphash(key, 16) % t->nbuckets);
+    return (uint32_t)(throttle_key_hash(key) % t->nbuckets);
 }
 
 static uint32_t table_find(const struct throttle_table *t,

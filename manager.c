@@ -59,6 +59,9 @@ static const struct manager_cmd manager_cmds[] = {
     { NULL, MON_CMD_TLS_SESSIONS, "TLS sessions",          false, true },
     { NULL, MON_CMD_AUTH_DELAYED, "logins delayed",        false, true },
     { NULL, MON_CMD_AUTH_REFUSED, "logins refused",        false, true },
+    { NULL, MON_CMD_CLIENT_LIMIT, "client limit refusals", false, true },
+    { NULL, MON_CMD_CLIENT_RATE, "client rate refusals", false, true },
+    { NULL, MON_CMD_MESSAGE_RATE, "message rate refusals", false, true },
 };
 #define MANAGER_NCMDS (sizeof manager_cmds / sizeof manager_cmds[0])
 #define MANAGER_MENU_LEN 6

@@ -110,6 +110,9 @@ static uint64_t monitor_counter(uint8_t cmd)
     case MON_CMD_TLS_SESSIONS:       return stats.tls_sessions;
     case MON_CMD_AUTH_DELAYED:       return stats.auth_delayed;
     case MON_CMD_AUTH_REFUSED:       return stats.auth_refused;
+    case MON_CMD_CLIENT_LIMIT:       return stats.refused_client_limit;
+    case MON_CMD_CLIENT_RATE:        return stats.refused_client_rate;
+    case MON_CMD_MESSAGE_RATE:       return stats.refused_message_rate;
     default:                         return 0;
     }
 }

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "smtp_limits.h"
 #include "smtp_session.h"
 #include "maildir_spool.h"
 #include "stats.h"
@@ -156,6 +157,8 @@ static void delivery_finish(struct session *s, enum reply_id id, const char *qid
         stats.messages_rejected++;
     else if (replies[id].code >= 400)
         stats.messages_failed++;
+    if (id == R_QUEUED && s->limited)
+        limits_message_sent(s->limit_key, selector_now_ms());
     if (id == R_QUEUED)
         session_reply(s, id, qid);
     else

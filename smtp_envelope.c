@@ -13,6 +13,7 @@
 
 #include "addr.h"
 #include "log.h"
+#include "smtp_limits.h"
 #include "smtp_session.h"
 #include "stats.h"
 
@@ -43,6 +44,15 @@ void envelope_mail(struct session *s, const struct smtp_command *cmd)
     }
     if (session_env.cfg->require_auth && s->auth_user == NULL) {
         session_reply(s, R_AUTH_REQUIRED);
+        return;
+    }
+    if (s->limited && limits_message_check(s->limit_key, selector_now_ms())
+                      != LIMITS_GO) {
+        stats.refused_message_rate++;
+        log_warn("%s:%u MAIL refused: over --message-rate %u messages per "
+                 "minute from the address", s->ip, s->port,
+                 session_env.cfg->message_rate);
+        session_reply(s, R_MESSAGE_RATE);
         return;
     }
     struct smtp_path path;

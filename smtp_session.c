@@ -17,6 +17,7 @@
 
 #include "log.h"
 #include "auth_login.h"
+#include "smtp_limits.h"
 #include "smtp_proxy.h"
 #include "smtp_session.h"
 #include "stats.h"
@@ -291,10 +292,42 @@ static bool session_process_line(struct session *s)
     return true;
 }
 
+/* The limits per client address (smtp_limits.h), once the client is known
+ * (after the PROXY header, before the greeting): false when the client is
+ * refused, its 421 queued and the session closing. Exempt networks and
+ * health checks are neither held nor counted. */
+bool session_limits_admit(struct session *s)
+{
+    const struct config *cfg = session_env.cfg;
+    if (!limits_on() || s->never_limited
+        || limits_exempt(cfg->limit_exempt, cfg->n_limit_exempt, s->ip)
+        || limits_key(s->ip, s->limit_key) < 0)
+        return true;
+    enum limits_verdict v = limits_connect(s->limit_key, selector_now_ms());
+    if (v == LIMITS_GO) {
+        s->limited = true;
+        return true;
+    }
+    stats.connections_total--;          /* refused at once: not a session */
+    if (v == LIMITS_CONNECTIONS) {
+        stats.refused_client_limit++;
+        log_warn("%s:%u refused: over --client-limit %u connections from the "
+                 "address", s->ip, s->port, cfg->client_limit);
+        session_reply(s, R_CLIENT_LIMIT);
+    } else {
+        stats.refused_client_rate++;
+        log_warn("%s:%u refused: over --client-rate %u connections per minute "
+                 "from the address", s->ip, s->port, cfg->client_rate);
+        session_reply(s, R_CLIENT_RATE);
+    }
+    return false;
+}
+
 static void session_greet(struct session *s)
 {
     selector_timer_set(session_env.sel, &s->timer, session_timeout_ms());
-    session_reply(s, R_GREETING, session_env.cfg->domain);
+    if (session_limits_admit(s))
+        session_reply(s, R_GREETING, session_env.cfg->domain);
 }
 
 /* ST_PROXY: the buffered bytes must begin with a PROXY header. Once it is
@@ -329,6 +362,8 @@ void session_proxy_accepted(struct session *s, const struct proxy_header *h)
     snprintf(via, sizeof(via), "%s:%u", s->ip, (unsigned)s->port);
     if (h->has_addr)
         session_format_peer(s, &h->src);
+    else
+        s->never_limited = true;
     log_info("%s:%u via %s, PROXY version %d%s", s->ip, s->port, via, h->version,
              h->has_addr ? "" : " without a client address (health check)");
     s->last_activity = selector_now_ms();
@@ -451,6 +486,8 @@ static void session_on_close(struct selector_key *key)
     selector_timer_cancel(session_env.sel, &s->timer);
     LIST_REMOVE(s, link);
     nsessions--;
+    if (s->limited)
+        limits_disconnect(s->limit_key);
     stats.connections_current--;
     if (s->state == ST_PROXY && !session_env.shutting_down)
         stats.refused_proxy++;      /* no, a bad or a late PROXY header */

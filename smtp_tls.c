@@ -50,7 +50,8 @@ void session_tls_step(struct session *s)
     s->last_activity = selector_now_ms();
     if (s->greeting_owed) {
         s->greeting_owed = false;
-        session_reply(s, R_GREETING, session_env.cfg->domain);
+        if (session_limits_admit(s))
+            session_reply(s, R_GREETING, session_env.cfg->domain);
     }
     session_process(s);
 }

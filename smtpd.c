@@ -25,6 +25,7 @@
 #include "addr.h"
 #include "auth_passwd.h"
 #include "selector.h"
+#include "smtp_limits.h"
 #include "smtp_session.h"
 #include "maildir_spool.h"
 #include "stats.h"
@@ -356,13 +357,15 @@ int main(int argc, char **argv)
         return 1;
     }
     session_init(&cfg, sel, c);
+    struct limits_conf limits = { cfg.client_limit, cfg.client_rate,
+                                  cfg.message_rate };
     selector_set_turn_hook(sel, on_turn, c);
     if (selector_register(sel, signal_pipe[0], &signal_handler, OP_READ, &cfg) < 0
         || committer_attach(c, sel) < 0
         || login_init(sel) < 0 || spool_init(sel) < 0 || passwd_init(sel) < 0
         || addr_init(sel) < 0
         || open_listeners(sel, &cfg) < 0 || monitor_open(sel, &cfg) < 0
-        || metrics_open(sel, &cfg) < 0) {
+        || metrics_open(sel, &cfg) < 0 || limits_init(&limits, 0) < 0) {
         log_error("cannot start; see above");
         return 1;
     }
@@ -389,6 +392,7 @@ int main(int argc, char **argv)
     log_close();
     passwd_free();
     addr_free();
+    limits_free();
     args_free(&cfg);
     free(resolved_root);
     return rc;

@@ -16,6 +16,7 @@
 
 #include "smtpd_args.h"
 #include "parser.h"
+#include "smtp_limits.h"
 #include "transport_tls.h"
 
 static const char usage_text[] =
@@ -30,6 +31,8 @@ static const char usage_text[] =
     "             [--proxy-from ADDR[/PREFIX]]... [--vrfy on|auth|off]\n"
     "             [--monitor-token-file FILE] [--metrics ADDR:PORT]\n"
     "             [--recipient-delimiter CHARS] [--aliases FILE]\n"
+    "             [--client-limit N] [--client-rate N] [--message-rate N]\n"
+    "             [--limit-exempt ADDR[/PREFIX]]...\n"
     "\n"
     "  -d DOMAIN     local mail domain, also the greeting name (localhost)\n"
     "  -s PORT       SMTP TCP port (2525)\n"
@@ -82,7 +85,17 @@ static const char usage_text[] =
     "                     user+tag reaches user, into its folder .tag if it\n"
     "                     has one; up to 8 of + - _ . =, \"\" for none (+)\n"
     "  --aliases FILE     local aliases, lines name: target, target...; \"*\"\n"
-    "                     catches the rest; reread on SIGHUP (none)\n";
+    "                     catches the rest; reread on SIGHUP (none)\n"
+    "  --client-limit N   most connections open at once per client address\n"
+    "                     (an IPv6 client by its /64); the next gets 421 4.7.0\n"
+    "                     (0 = none)\n"
+    "  --client-rate N    most new connections per client address in any\n"
+    "                     minute; the next gets 421 4.7.0 (0 = none)\n"
+    "  --message-rate N   most messages per client address in any minute;\n"
+    "                     MAIL gets 452 4.7.0 past it (0 = none)\n"
+    "  --limit-exempt ADDR[/PREFIX]\n"
+    "                     clients never held to those three limits;\n"
+    "                     repeatable (none)\n";
 
 /* Long options have no letter: their values start above any char. */
 enum {
@@ -93,6 +106,7 @@ enum {
     OPT_TOKEN_FILE,
     OPT_METRICS,
     OPT_DELIMITER, OPT_ALIASES,
+    OPT_CLIENT_LIMIT, OPT_CLIENT_RATE, OPT_MESSAGE_RATE, OPT_LIMIT_EXEMPT,
 };
 
 static const struct option long_options[] = {
@@ -107,6 +121,10 @@ static const struct option long_options[] = {
     { "metrics",     required_argument, NULL, OPT_METRICS },
     { "recipient-delimiter", required_argument, NULL, OPT_DELIMITER },
     { "aliases",     required_argument, NULL, OPT_ALIASES },
+    { "client-limit", required_argument, NULL, OPT_CLIENT_LIMIT },
+    { "client-rate", required_argument, NULL, OPT_CLIENT_RATE },
+    { "message-rate", required_argument, NULL, OPT_MESSAGE_RATE },
+    { "limit-exempt", required_argument, NULL, OPT_LIMIT_EXEMPT },
     { NULL, 0, NULL, 0 },
 };
 
@@ -319,6 +337,31 @@ static void args_delimiter(struct config *cfg, const char *arg)
     memcpy(cfg->delimiters, arg, len + 1);
 }
 
+/* --client-limit, --client-rate, --message-rate, --limit-exempt. */
+static void args_limits(struct config *cfg, int opt, const char *arg)
+{
+    switch (opt) {
+    case OPT_CLIENT_LIMIT:
+        cfg->client_limit = (unsigned)args_number(arg, 0, 1000000,
+                                                  "bad --client-limit '%s'");
+        break;
+    case OPT_CLIENT_RATE:
+        cfg->client_rate = (unsigned)args_number(arg, 0, LIMITS_RATE_MAX,
+                                                 "bad --client-rate '%s'");
+        break;
+    case OPT_MESSAGE_RATE:
+        cfg->message_rate = (unsigned)args_number(arg, 0, LIMITS_RATE_MAX,
+                                                  "bad --message-rate '%s'");
+        break;
+    default:
+        if (cfg->n_limit_exempt == ARGS_MAX_ADDRS)
+            args_die("too many --limit-exempt entries: '%s'", arg);
+        if (proxy_net_parse(arg, &cfg->limit_exempt[cfg->n_limit_exempt]) < 0)
+            args_die("bad --limit-exempt '%s': expected ADDR or ADDR/PREFIX", arg);
+        cfg->n_limit_exempt++;
+    }
+}
+
 static void args_option(struct config *cfg, int opt, char *arg)
 {
     switch (opt) {
@@ -327,6 +370,10 @@ static void args_option(struct config *cfg, int opt, char *arg)
         if (arg[0] == '\0')
             args_die("empty --aliases%s", "");
         cfg->aliases_file = arg;
+        break;
+    case OPT_CLIENT_LIMIT: case OPT_CLIENT_RATE:
+    case OPT_MESSAGE_RATE: case OPT_LIMIT_EXEMPT:
+        args_limits(cfg, opt, arg);
         break;
     case OPT_METRICS: args_metrics(cfg, arg); break;
     case OPT_PROXY_FROM: args_proxy_from(cfg, arg); break;

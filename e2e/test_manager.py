@@ -18,7 +18,8 @@ STATS_LABELS = ["historical connections", "concurrent connections",
                 "recipients delivered", "recipients rejected",
                 "auth failures", "transformation failures", "uptime seconds",
                 "monitor datagrams dropped", "TLS sessions",
-                "logins delayed", "logins refused"]
+                "logins delayed", "logins refused", "client limit refusals",
+                "client rate refusals", "message rate refusals"]
 
 
 def manager(*args, stdin=None, timeout=15):

@@ -45,6 +45,10 @@ void throttle_free(void);
  * its /64. 0, or -1 when ip is not an address. */
 int throttle_address(const char *ip, uint8_t key[16]);
 
+/* A key's keyed hash (SipHash-2-4 under the secret throttle_init drew),
+ * for other tables of addresses (smtp_limits.c). */
+uint64_t throttle_key_hash(const uint8_t key[16]);
+
 /* 1 when the address must be refused now, before any credentials. An
  * address that does not parse is never refused. */
 int throttle_blocked(const char *ip, uint64_t now_ms);

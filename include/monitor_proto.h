@@ -47,6 +47,9 @@ enum mon_command {
     MON_CMD_TLS_SESSIONS = 0x0D,   /* TLS handshakes completed */
     MON_CMD_AUTH_DELAYED = 0x0E,   /* failed logins answered after the delay */
     MON_CMD_AUTH_REFUSED = 0x0F,   /* AUTH refused: too many failures */
+    MON_CMD_CLIENT_LIMIT = 0x10,   /* refused: --client-limit */
+    MON_CMD_CLIENT_RATE  = 0x11,   /* refused: --client-rate */
+    MON_CMD_MESSAGE_RATE = 0x12,   /* MAIL refused: --message-rate */
     MON_CMD_COUNT
 };
 

@@ -33,9 +33,12 @@ enum reply_id {
     R_IDLE_TIMEOUT,     /* 421 4.4.2 */
     R_MESSAGE_TIMEOUT,  /* 421 4.4.2 a message slower than 10 x -T */
     R_TOO_MANY_ERRORS,  /* 421 4.7.0 */
+    R_CLIENT_LIMIT,     /* 421 4.7.0 --client-limit */
+    R_CLIENT_RATE,      /* 421 4.7.0 --client-rate */
     R_LOCAL_ERROR,      /* 451 4.3.0 */
     R_NO_SPACE,         /* 452 4.3.1 */
     R_TOO_MANY_RCPTS,   /* 452 4.5.3 */
+    R_MESSAGE_RATE,     /* 452 4.7.0 --message-rate */
     R_AUTH_THROTTLED,   /* 454 4.7.0 too many failed logins */
     R_UNKNOWN_VERB,     /* 500 5.5.2 */
     R_LINE_TOO_LONG,    /* 500 5.5.6 */

@@ -91,6 +91,9 @@ struct session {
     char *auth_login_user;              /* AUTH LOGIN: name before password */
     struct login *login;                /* a password check under way
                                            (auth_login.c): no input read */
+    bool limited;                       /* counted in smtp_limits.c's table */
+    bool never_limited;                 /* a PROXY health check */
+    uint8_t limit_key[16];              /* the address's key there */
 
     /* the transaction */
     char *sender;                       /* bare address, "" for <> */
@@ -153,6 +156,7 @@ void session_tls_step(struct session *s);   /* one handshake step */
 int session_tls_implicit(struct session *s);    /* implicit-TLS port: 0/-1 */
 void session_tls_proxy_read(struct session *s); /* its PROXY header */
 void session_proxy_accepted(struct session *s, const struct proxy_header *h);
+bool session_limits_admit(struct session *s);  /* false: refused, closing */
 
 /* smtp_commands.c: the table; smtp_envelope.c: three of its handlers */
 typedef void command_fn(struct session *s, const struct smtp_command *cmd);

@@ -58,6 +58,11 @@ struct config {
     uint16_t metrics_port;                  /* --metrics :PORT, 0 = off */
     char delimiters[9];                     /* --recipient-delimiter, "+" */
     const char *aliases_file;               /* --aliases, NULL = none */
+    unsigned client_limit;                  /* --client-limit, 0 = none */
+    unsigned client_rate;                   /* --client-rate, 0 = none */
+    unsigned message_rate;                  /* --message-rate, 0 = none */
+    struct proxy_net limit_exempt[ARGS_MAX_ADDRS]; /* --limit-exempt */
+    size_t n_limit_exempt;
 };
 
 /*
