@@ -11,7 +11,8 @@
 #                                 only these sections (after the machine
 #                                 header), in the usual order; names:
 #                                 throughput neighbour ceiling sink
-#                                 held_clients curve large_message tls.
+#                                 held_clients curve large_message tls
+#                                 metrics limits logins.
 #                                 Postfix is started only for throughput
 #                                 and neighbour (tls starts its own)
 #   NOISE_MB=8 bench/run.sh       smaller neighbours (bench/neighbour.sh)
@@ -34,7 +35,7 @@ if [ -n "${BENCH_QUICK:-}" ]; then
 fi
 
 # BENCH_ONLY: the sections to run (space-separated); empty or unset, all.
-SECTIONS="throughput neighbour ceiling sink held_clients curve large_message tls"
+SECTIONS="throughput neighbour ceiling sink held_clients curve large_message tls metrics limits logins"
 wanted() {
     [ -z "${BENCH_ONLY:-}" ] && return 0
     case " $BENCH_ONLY " in *" $1 "*) return 0 ;; esac
@@ -537,6 +538,9 @@ main() {
     if wanted curve; then curve; fi
     if wanted large_message; then large_message; fi
     if wanted tls; then tls_side_by_side; fi
+    if wanted metrics; then metrics_scrape; fi
+    if wanted limits; then client_limits; fi
+    if wanted logins; then logins_under_attack; fi
     res "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
     log "results in $OUT/results.md"
 }
@@ -552,6 +556,33 @@ tls_side_by_side() {
     res "## TLS, side by side with Postfix (STARTTLS, full handshake per message, 1 KB, msg/s)"
     res ""
     "$HERE/tls_vs_postfix.sh" $((8 / SCALE > 2 ? 8 / SCALE : 2)) | tee -a "$OUT/results.md"
+    res ""
+}
+
+# ---- operations: scrapes, limits, logins (benchmarks.md 9, 11, 12) ----
+
+metrics_scrape() {
+    res "## A Prometheus scrape every 100 ms during a 64-session run"
+    res ""
+    SMTPD="$SMTPD" BENCH_OUT="$OUT" BENCH_RUNS="$RUNS" \
+        "$HERE/metrics_scrape.sh" | tee -a "$OUT/results.md"
+    res ""
+}
+
+client_limits() {
+    res "## A client over --client-limit while $((10000 / SCALE)) others are held"
+    res ""
+    SMTPD="$SMTPD" /usr/bin/python3 "$HERE/client_limits.py" \
+        $((10000 / SCALE)) 200 | tee -a "$OUT/results.md"
+    res ""
+}
+
+logins_under_attack() {
+    res "## A correct login while 200 connections guess"
+    res ""
+    /usr/bin/python3 "$HERE/login_attack.py" "$SMTPD" 200 20 | tee -a "$OUT/results.md"
+    /usr/bin/python3 "$HERE/login_attack.py" --names many "$SMTPD" 200 20 \
+        | tee -a "$OUT/results.md"
     res ""
 }
 
