@@ -15,6 +15,7 @@ import uuid
 import pytest
 
 from conftest import MANAGER_BIN, SMTPD_BIN, free_port
+from tls_helpers import certs, client_context, need_tls, tls_args  # noqa: F401
 
 LIMIT = "421 4.7.0 Too many connections from your address"
 RATE = "421 4.7.0 Too many connections per minute from your address"
@@ -289,3 +290,23 @@ def test_bad_values_exit_2(tmp_path, args):
     r = subprocess.run([SMTPD_BIN, "-f", str(tmp_path)] + args,
                        capture_output=True, text=True, timeout=15)
     assert r.returncode == 2 and "smtpd: bad --" in r.stderr, r
+
+
+def test_client_limit_on_the_implicit_tls_port(start_server, clients, certs):
+    """On the implicit-TLS port the limit is checked where the greeting
+    would be, after the handshake: the 421 comes inside TLS."""
+    need_tls()
+    port = free_port()
+    srv = start_server(*tls_args(certs, "--smtps-port", str(port),
+                                 "--client-limit", "1"))
+    ctx = client_context()
+    first = clients(port, "127.23.9.1")
+    first.sock = ctx.wrap_socket(first.sock, server_hostname="localhost")
+    assert first.reply().startswith("220 ")
+    second = clients(port, "127.23.9.1")
+    second.sock = ctx.wrap_socket(second.sock, server_hostname="localhost")
+    refused(second, LIMIT)
+    other = clients(port, "127.23.9.2")
+    other.sock = ctx.wrap_socket(other.sock, server_hostname="localhost")
+    assert other.reply().startswith("220 ")
+    assert "127.23.9.1" in srv.log_text()
