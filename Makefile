@@ -39,6 +39,7 @@ PORT_ARGS ?=
 SERVER_SRC = smtpd.c smtpd_args.c log.c stats.c \
              smtp_session.c smtp_state.c smtp_tls.c smtp_commands.c \
              smtp_envelope.c smtp_data.c smtp_accept.c smtp_reply.c smtp_proxy.c \
+             smtp_bdat.c \
              parser.c \
              auth_sasl.c auth_login.c auth_throttle.c auth_users.c auth_passwd.c \
              maildir.c maildir_commit.c maildir_spool.c \
@@ -196,11 +197,15 @@ build/fuzz/fuzz_users: fuzz/fuzz_users.c auth_users.c parser.c $(wildcard includ
 	mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_users.c auth_users.c parser.c -o $@
 
+build/fuzz/fuzz_bdat: fuzz/fuzz_bdat.c smtp_bdat.c parser.c $(wildcard include/*.h)
+	mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_bdat.c smtp_bdat.c parser.c -o $@
+
 # Each harness runs FUZZ_TIME seconds from the seed corpus; new inputs go
 # to build/fuzz/corpus-*, so the corpus kept in git stays as it is.
 fuzz: build/fuzz/fuzz_parser build/fuzz/fuzz_monitor build/fuzz/fuzz_users \
-      build/fuzz/fuzz_proxy build/fuzz/fuzz_http
-	for h in parser monitor users proxy http; do \
+      build/fuzz/fuzz_proxy build/fuzz/fuzz_http build/fuzz/fuzz_bdat
+	for h in parser monitor users proxy http bdat; do \
 	  mkdir -p build/fuzz/corpus-$$h && \
 	  build/fuzz/fuzz_$$h -max_total_time=$(FUZZ_TIME) -max_len=16384 \
 	    -artifact_prefix=build/fuzz/ build/fuzz/corpus-$$h fuzz/corpus/$$h \

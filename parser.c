@@ -102,6 +102,7 @@ static const char *const parser_verbs[] = {
     [VERB_RCPT] = "RCPT", [VERB_DATA] = "DATA", [VERB_RSET] = "RSET",
     [VERB_NOOP] = "NOOP", [VERB_QUIT] = "QUIT", [VERB_VRFY] = "VRFY",
     [VERB_HELP] = "HELP", [VERB_EXPN] = "EXPN", [VERB_AUTH] = "AUTH",
+    [VERB_BDAT] = "BDAT",
 };
 
 static enum smtp_verb parser_find_verb(const char *line, size_t len)

@@ -23,6 +23,7 @@ HARNESSES = {
     "users": ["fuzz/fuzz_users.c", "auth_users.c", "parser.c"],
     "proxy": ["fuzz/fuzz_proxy.c", "smtp_proxy.c"],
     "http": ["fuzz/fuzz_http.c", "metrics_http.c"],
+    "bdat": ["fuzz/fuzz_bdat.c", "smtp_bdat.c", "parser.c"],
 }
 SECONDS = 10
 

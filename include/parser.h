@@ -50,6 +50,7 @@ int parser_is_auth_line(const uint8_t *p, size_t n);
 enum smtp_verb {
     VERB_HELO, VERB_EHLO, VERB_MAIL, VERB_RCPT, VERB_DATA, VERB_RSET,
     VERB_NOOP, VERB_QUIT, VERB_VRFY, VERB_HELP, VERB_EXPN, VERB_AUTH,
+    VERB_BDAT,
     VERB_STARTTLS,
     VERB_UNKNOWN,
 };
