@@ -39,7 +39,7 @@ PORT_ARGS ?=
 SERVER_SRC = smtpd.c smtpd_args.c log.c stats.c \
              smtp_session.c smtp_state.c smtp_tls.c smtp_commands.c \
              smtp_envelope.c smtp_data.c smtp_accept.c smtp_reply.c smtp_proxy.c \
-             smtp_bdat.c \
+             smtp_bdat.c smtp_utf8.c \
              parser.c \
              auth_sasl.c auth_login.c auth_throttle.c auth_users.c auth_passwd.c \
              maildir.c maildir_commit.c maildir_spool.c \
@@ -179,9 +179,9 @@ FUZZ_FLAGS  = -std=c11 -D_GNU_SOURCE -Iinclude -g -O1 \
               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_TIME  ?= 60
 
-build/fuzz/fuzz_parser: fuzz/fuzz_parser.c parser.c auth_sasl.c $(wildcard include/*.h)
+build/fuzz/fuzz_parser: fuzz/fuzz_parser.c parser.c smtp_utf8.c auth_sasl.c $(wildcard include/*.h)
 	mkdir -p build/fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_parser.c parser.c auth_sasl.c -o $@
+	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_parser.c parser.c smtp_utf8.c auth_sasl.c -o $@
 build/fuzz/fuzz_monitor: fuzz/fuzz_monitor.c monitor.c $(wildcard include/*.h)
 	mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_monitor.c monitor.c -o $@
@@ -193,13 +193,13 @@ build/fuzz/fuzz_http: fuzz/fuzz_http.c metrics_http.c $(wildcard include/*.h)
 	mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_http.c metrics_http.c -o $@
 
-build/fuzz/fuzz_users: fuzz/fuzz_users.c auth_users.c parser.c $(wildcard include/*.h)
+build/fuzz/fuzz_users: fuzz/fuzz_users.c auth_users.c parser.c smtp_utf8.c $(wildcard include/*.h)
 	mkdir -p build/fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_users.c auth_users.c parser.c -o $@
+	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_users.c auth_users.c parser.c smtp_utf8.c -o $@
 
-build/fuzz/fuzz_bdat: fuzz/fuzz_bdat.c smtp_bdat.c parser.c $(wildcard include/*.h)
+build/fuzz/fuzz_bdat: fuzz/fuzz_bdat.c smtp_bdat.c parser.c smtp_utf8.c $(wildcard include/*.h)
 	mkdir -p build/fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_bdat.c smtp_bdat.c parser.c -o $@
+	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_bdat.c smtp_bdat.c parser.c smtp_utf8.c -o $@
 
 # Each harness runs FUZZ_TIME seconds from the seed corpus; new inputs go
 # to build/fuzz/corpus-*, so the corpus kept in git stays as it is.

@@ -123,6 +123,9 @@ static void cmd_ehlo(struct session *s, const struct smtp_command *cmd)
     session_reply_more(s, R_EHLO_KEYWORD, "8BITMIME");
     session_reply_more(s, R_EHLO_KEYWORD, "ENHANCEDSTATUSCODES");
     session_reply_more(s, R_EHLO_KEYWORD, "CHUNKING");
+    session_reply_more(s, R_EHLO_KEYWORD, "SMTPUTF8");
+    if (s->t.secure)
+        session_reply_more(s, R_EHLO_KEYWORD, "REQUIRETLS");
     if (passwd_count() && auth_allowed_now(s))
         session_reply_more(s, R_EHLO_KEYWORD, "AUTH PLAIN LOGIN");
     if (tls_enabled() && !s->t.secure)

@@ -34,6 +34,9 @@ static int delivery_trace_headers(struct session *s)
     log_escape(helo, sizeof(helo), s->helo ? s->helo : "unknown");
     const char *with = s->auth_user ? (s->t.secure ? "ESMTPSA" : "ESMTPA")
                        : s->esmtp ? (s->t.secure ? "ESMTPS" : "ESMTP") : "SMTP";
+    if (s->smtputf8)            /* RFC 6531 3.7.3 */
+        with = s->auth_user ? (s->t.secure ? "UTF8SMTPSA" : "UTF8SMTPA")
+               : s->t.secure ? "UTF8SMTPS" : "UTF8SMTP";
     char for_rcpt[SMTP_PATH_MAX + 16] = "";
     if (s->nrcpts == 1)
         snprintf(for_rcpt, sizeof(for_rcpt), " for <%s>", s->rcpts[0]);

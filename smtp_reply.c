@@ -66,6 +66,7 @@ const struct reply replies[R_COUNT] = {
     [R_VRFY_AMBIGUOUS]   = { 553, "5.1.4", "Ambiguous; candidates:" },
     [R_VRFY_CANDIDATE]   = { 553, "5.1.4", "<%s@%s>" },
     [R_BAD_PARAM]        = { 555, "5.5.4", "Unsupported parameter" },
+    [R_NEED_SMTPUTF8]    = { 553, "5.6.7", "Non-ASCII address requires SMTPUTF8" },
     [R_BDAT_BAD_SIZE]    = { 521, "5.5.4", "Bad BDAT size, closing connection" },
 };
 

@@ -65,6 +65,7 @@ void session_reset_transaction(struct session *s)
 {
     free(s->sender);
     s->sender = NULL;
+    s->smtputf8 = false;
     session_free_rcpts(s);
     s->body_size = 0;
     s->message_start = 0;

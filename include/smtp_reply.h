@@ -66,6 +66,7 @@ enum reply_id {
     R_VRFY_AMBIGUOUS,   /* 553 5.1.4 (multi-line, candidates) */
     R_VRFY_CANDIDATE,   /* 553 5.1.4 <%s@%s>, one line of the above */
     R_BAD_PARAM,        /* 555 5.5.4 */
+    R_NEED_SMTPUTF8,    /* 553 5.6.7 a UTF-8 address without SMTPUTF8 */
     R_BDAT_BAD_SIZE,    /* 521 5.5.4 a BDAT size that does not parse: close */
     R_COUNT
 };

@@ -95,6 +95,7 @@ struct session {
 
     /* the transaction */
     char *sender;                       /* bare address, "" for <> */
+    bool smtputf8;                      /* MAIL carried SMTPUTF8 (RFC 6531) */
     char **rcpts;                       /* addresses as accepted */
     char **boxes;                       /* mailbox (lowercase local-part) of each */
     size_t nrcpts, rcpt_cap;
