@@ -217,3 +217,32 @@ def test_fifty_megabytes_in_one_chunk_keep_memory_bounded(start_server,
     path, _ = only_file(srv, "postmaster", timeout=60)
     assert path.stat().st_size > size
     assert peak[0] - rss0 < 8 * 1024, (rss0, peak[0])
+
+
+@pytest.mark.slow
+def test_message_deadline_counts_from_the_first_chunk(start_server, connect):
+    """-T 1: a one-octet chunk every 0.5 s keeps each command inside -T,
+    but the message must be whole 10 s after its first chunk: then
+    421 4.4.2, nothing stored, nothing left in tmp/."""
+    from test_hostile import wait_until
+    srv = start_server("-T", "1")
+    c = greeted(connect, srv)
+    envelope(c)
+    replies = []
+    started = time.monotonic()
+    for _ in range(60):                 # bounded: 30 s at most
+        c.send(b"BDAT 1\r\nx")
+        line = c.reply_line()
+        replies.append(line)
+        if not line.startswith("250 "):
+            break
+        time.sleep(0.5)
+    assert replies[-1] == ("421 4.4.2 localhost Message took too long, "
+                           "closing connection"), replies
+    assert time.monotonic() - started >= 9.5
+    assert len(replies) >= 10 and all(r == "250 2.0.0 1 octets received"
+                                      for r in replies[:-1]), replies
+    assert c.closed()
+    assert "not complete within 10 s" in srv.log_text()
+    assert srv.new_files("postmaster") == []
+    assert wait_until(lambda: srv.tmp_files("postmaster") == [], 10)
