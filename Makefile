@@ -39,6 +39,7 @@ PORT_ARGS ?=
 SERVER_SRC = smtpd.c smtpd_args.c log.c stats.c \
              smtp_session.c smtp_state.c smtp_tls.c smtp_commands.c \
              smtp_envelope.c smtp_data.c smtp_accept.c smtp_reply.c smtp_proxy.c smtp_limits.c \
+             smtp_bdat.c smtp_utf8.c \
              parser.c \
              auth_sasl.c auth_login.c auth_throttle.c auth_users.c auth_passwd.c \
              maildir.c maildir_commit.c maildir_spool.c \
@@ -179,9 +180,9 @@ FUZZ_FLAGS  = -std=c11 -D_GNU_SOURCE -Iinclude -g -O1 \
               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_TIME  ?= 60
 
-build/fuzz/fuzz_parser: fuzz/fuzz_parser.c parser.c auth_sasl.c $(wildcard include/*.h)
+build/fuzz/fuzz_parser: fuzz/fuzz_parser.c parser.c smtp_utf8.c auth_sasl.c $(wildcard include/*.h)
 	mkdir -p build/fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_parser.c parser.c auth_sasl.c -o $@
+	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_parser.c parser.c smtp_utf8.c auth_sasl.c -o $@
 build/fuzz/fuzz_monitor: fuzz/fuzz_monitor.c monitor.c $(wildcard include/*.h)
 	mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_monitor.c monitor.c -o $@
@@ -193,18 +194,24 @@ build/fuzz/fuzz_http: fuzz/fuzz_http.c metrics_http.c $(wildcard include/*.h)
 	mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_http.c metrics_http.c -o $@
 
-build/fuzz/fuzz_users: fuzz/fuzz_users.c auth_users.c parser.c $(wildcard include/*.h)
+build/fuzz/fuzz_users: fuzz/fuzz_users.c auth_users.c parser.c smtp_utf8.c $(wildcard include/*.h)
 	mkdir -p build/fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_users.c auth_users.c parser.c -o $@
+	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_users.c auth_users.c parser.c smtp_utf8.c -o $@
+
 build/fuzz/fuzz_aliases: fuzz/fuzz_aliases.c addr_aliases.c $(wildcard include/*.h)
 	mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_aliases.c addr_aliases.c -o $@
 
+build/fuzz/fuzz_bdat: fuzz/fuzz_bdat.c smtp_bdat.c parser.c smtp_utf8.c $(wildcard include/*.h)
+	mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_bdat.c smtp_bdat.c parser.c smtp_utf8.c -o $@
+
 # Each harness runs FUZZ_TIME seconds from the seed corpus; new inputs go
 # to build/fuzz/corpus-*, so the corpus kept in git stays as it is.
 fuzz: build/fuzz/fuzz_parser build/fuzz/fuzz_monitor build/fuzz/fuzz_users \
-      build/fuzz/fuzz_proxy build/fuzz/fuzz_http build/fuzz/fuzz_aliases
-	for h in parser monitor users proxy http aliases; do \
+      build/fuzz/fuzz_proxy build/fuzz/fuzz_http build/fuzz/fuzz_aliases \
+      build/fuzz/fuzz_bdat
+	for h in parser monitor users proxy http aliases bdat; do \
 	  mkdir -p build/fuzz/corpus-$$h && \
 	  build/fuzz/fuzz_$$h -max_total_time=$(FUZZ_TIME) -max_len=16384 \
 	    -artifact_prefix=build/fuzz/ build/fuzz/corpus-$$h fuzz/corpus/$$h \

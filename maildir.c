@@ -64,6 +64,8 @@ static int maildir_name_ok(const char *s, int lower_only)
             return 0;
         if (lower_only && isupper(ch))
             return 0;
+        if (ch >= 0x80)     /* UTF-8, checked as characters by parser.c */
+            continue;
         if (!isalnum(ch) && !strchr("._+-", ch))
             return 0;
     }

@@ -5,6 +5,7 @@
  * machine. No I/O, no allocation, no global state; any input is safe.
  */
 #include "parser.h"
+#include "smtp_utf8.h"
 
 #include <arpa/inet.h>
 #include <string.h>
@@ -102,6 +103,7 @@ static const char *const parser_verbs[] = {
     [VERB_RCPT] = "RCPT", [VERB_DATA] = "DATA", [VERB_RSET] = "RSET",
     [VERB_NOOP] = "NOOP", [VERB_QUIT] = "QUIT", [VERB_VRFY] = "VRFY",
     [VERB_HELP] = "HELP", [VERB_EXPN] = "EXPN", [VERB_AUTH] = "AUTH",
+    [VERB_BDAT] = "BDAT",
 };
 
 static enum smtp_verb parser_find_verb(const char *line, size_t len)
@@ -148,19 +150,31 @@ static int parser_local_char_ok(unsigned char c)
            c == '_' || c == '+' || c == '-';
 }
 
+/* Characters, not bytes: a non-ASCII one is valid UTF-8 and no C1
+ * control (U+0080-U+009F). */
+enum path_status parser_local_part_check(const char *s, size_t len)
+{
+    if (!utf8_valid(s, len))
+        return PATH_BAD_UTF8;
+    if (len < 1 || len > SMTP_LOCAL_MAX)
+        return PATH_BAD_LOCAL;
+    if (s[0] == '.' || s[len - 1] == '.')
+        return PATH_BAD_LOCAL;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        size_t n = utf8_char((const unsigned char *)s + i, len - i, &cp);
+        if (cp >= 0x80 ? cp <= 0x9F : !parser_local_char_ok((unsigned char)cp))
+            return PATH_BAD_LOCAL;
+        if (s[i] == '.' && s[i + 1] == '.')   /* s[len-1] is not '.' */
+            return PATH_BAD_LOCAL;
+        i += n;
+    }
+    return PATH_OK;
+}
+
 int parser_local_part_ok(const char *s, size_t len)
 {
-    if (len < 1 || len > SMTP_LOCAL_MAX)
-        return 0;
-    if (s[0] == '.' || s[len - 1] == '.')
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        if (!parser_local_char_ok((unsigned char)s[i]))
-            return 0;
-        if (s[i] == '.' && s[i + 1] == '.')   /* s[len-1] is not '.' */
-            return 0;
-    }
-    return 1;
+    return parser_local_part_check(s, len) == PATH_OK;
 }
 
 /* RFC 5321 sub-domain: Let-dig [Ldh-str], at most 63 octets (RFC 1035). */
@@ -170,10 +184,16 @@ static int parser_label_ok(const char *s, size_t len)
         return 0;
     if (s[0] == '-' || s[len - 1] == '-')
         return 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (!parser_is_alpha(c) && !parser_is_digit(c) && c != '-')
+    if (!utf8_valid(s, len))
+        return 0;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;    /* non-ASCII: a U-label's UTF-8 (RFC 6531), no C1 */
+        size_t n = utf8_char((const unsigned char *)s + i, len - i, &cp);
+        if (cp >= 0x80 ? cp <= 0x9F
+                       : !parser_is_alpha((unsigned char)cp)
+                         && !parser_is_digit((unsigned char)cp) && cp != '-')
             return 0;
+        i += n;
     }
     return 1;
 }
@@ -272,7 +292,8 @@ static enum path_status parser_bare_local(const char *s, size_t len,
         path->local[len] = '\0';
         return PATH_OK;
     }
-    return parser_local_part_ok(s, len) ? PATH_BAD_DOMAIN : PATH_BAD_LOCAL;
+    enum path_status st = parser_local_part_check(s, len);
+    return st == PATH_OK ? PATH_BAD_DOMAIN : st;
 }
 
 /* "local@domain" in s[0..len), source route already removed. */
@@ -285,10 +306,12 @@ static enum path_status parser_mailbox(const char *s, size_t len, int is_rcpt,
     if (!at)
         return parser_bare_local(s, len, is_rcpt, path);
     local_len = (size_t)(at - s);
-    if (!parser_local_part_ok(s, local_len))
-        return PATH_BAD_LOCAL;
+    enum path_status st = parser_local_part_check(s, local_len);
+    if (st != PATH_OK)
+        return st;
     memcpy(path->local, s, local_len);
     path->local[local_len] = '\0';
+    path->utf8 = utf8_has_8bit(s, len);
     /* A second '@' lands in the domain, where it is refused. */
     return parser_take_domain(at + 1, len - local_len - 1, path);
 }
@@ -373,6 +396,14 @@ static enum path_status parser_body_param(const char *v, size_t len,
 static enum path_status parser_mail_param(const char *s, size_t len,
                                           struct mail_params *params)
 {
+    if (len == 8 && parser_has_prefix(s, len, "SMTPUTF8")) {
+        params->smtputf8 = 1;
+        return PATH_OK;
+    }
+    if (len == 10 && parser_has_prefix(s, len, "REQUIRETLS")) {
+        params->requiretls = 1;
+        return PATH_OK;
+    }
     if (len < 5 || s[4] != '=')
         return PATH_BAD_PARAM;
     if (parser_has_prefix(s, len, "SIZE"))

@@ -52,6 +52,8 @@ static const struct command_row commands[] = {
     { VERB_EXPN, ST_COMMAND,        R_BAD_SEQUENCE, 0,              cmd_expn },
     { VERB_AUTH, ST_READY,          R_BAD_SEQUENCE, 0,              cmd_auth },
     { VERB_STARTTLS, ST_COMMAND,    R_BAD_SEQUENCE, 0,              cmd_starttls },
+    /* BDAT judges its state itself: a refused chunk's bytes are still read */
+    { VERB_BDAT, ST_COMMAND,        R_BAD_SEQUENCE, CMD_OWN_NUL,    delivery_bdat },
     { VERB_UNKNOWN, ST_COMMAND,     R_UNKNOWN_VERB, 0,              cmd_unknown },
 };
 
@@ -120,6 +122,10 @@ static void cmd_ehlo(struct session *s, const struct smtp_command *cmd)
     session_reply_more(s, R_EHLO_KEYWORD, size);
     session_reply_more(s, R_EHLO_KEYWORD, "8BITMIME");
     session_reply_more(s, R_EHLO_KEYWORD, "ENHANCEDSTATUSCODES");
+    session_reply_more(s, R_EHLO_KEYWORD, "CHUNKING");
+    session_reply_more(s, R_EHLO_KEYWORD, "SMTPUTF8");
+    if (s->t.secure)
+        session_reply_more(s, R_EHLO_KEYWORD, "REQUIRETLS");
     if (passwd_count() && auth_allowed_now(s))
         session_reply_more(s, R_EHLO_KEYWORD, "AUTH PLAIN LOGIN");
     if (tls_enabled() && !s->t.secure)

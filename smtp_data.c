@@ -15,6 +15,7 @@
 #include "smtp_limits.h"
 #include "smtp_session.h"
 #include "maildir_spool.h"
+#include "smtp_bdat.h"
 #include "stats.h"
 #include "transform.h"
 
@@ -34,6 +35,9 @@ static int delivery_trace_headers(struct session *s)
     log_escape(helo, sizeof(helo), s->helo ? s->helo : "unknown");
     const char *with = s->auth_user ? (s->t.secure ? "ESMTPSA" : "ESMTPA")
                        : s->esmtp ? (s->t.secure ? "ESMTPS" : "ESMTP") : "SMTP";
+    if (s->smtputf8)            /* RFC 6531 3.7.3 */
+        with = s->auth_user ? (s->t.secure ? "UTF8SMTPSA" : "UTF8SMTPA")
+               : s->t.secure ? "UTF8SMTPS" : "UTF8SMTP";
     char for_rcpt[SMTP_PATH_MAX + 16] = "";
     if (s->nrcpts == 1)
         snprintf(for_rcpt, sizeof(for_rcpt), " for <%s>", s->rcpts[0]);
@@ -49,11 +53,12 @@ static int delivery_trace_headers(struct session *s)
     return maildir_msg_write(&s->msg, head, (size_t)n);
 }
 
-/* The spool file exists (maildir_spool.c made it off the loop thread): trace
- * headers, then 354. A failure answers DATA and keeps the transaction. */
-static void delivery_opened(void *data, struct maildir_msg *msg, int error)
+/* The spool file made off the loop thread (maildir_spool.c) becomes the
+ * session's, with the trace headers in it and the big input buffer in
+ * place: R_OKAY, or the reply that says why not (nothing is left then). */
+static enum reply_id delivery_spool_ready(struct session *s,
+                                          struct maildir_msg *msg, int error)
 {
-    struct session *s = data;
     s->opening = NULL;
     s->msg = *msg;
     msg->fd = -1;
@@ -63,17 +68,29 @@ static void delivery_opened(void *data, struct maildir_msg *msg, int error)
         log_error("%s:%u cannot create spool file in %s: %s", s->ip, s->port,
                   s->boxes[0], strerror(err));
         maildir_msg_abort(&s->msg);
-        session_set_state(s, ST_RCPT);
-        session_reply(s, delivery_error_reply(err));
-    } else if (session_use_big_input(s) < 0) {
+        return delivery_error_reply(err);
+    }
+    if (session_use_big_input(s) < 0) {
         maildir_msg_abort(&s->msg);
+        return R_LOCAL_ERROR;
+    }
+    s->body_size = 0;
+    s->too_big = false;
+    s->write_errno = 0;
+    return R_OKAY;
+}
+
+/* The spool file exists: 354. A failure answers DATA and keeps the
+ * transaction. */
+static void delivery_opened(void *data, struct maildir_msg *msg, int error)
+{
+    struct session *s = data;
+    enum reply_id id = delivery_spool_ready(s, msg, error);
+    if (id != R_OKAY) {
         session_set_state(s, ST_RCPT);
-        session_reply(s, R_LOCAL_ERROR);
+        session_reply(s, id);
     } else {
         data_parser_init(&s->data);
-        s->body_size = 0;
-        s->too_big = false;
-        s->write_errno = 0;
         session_set_state(s, ST_DATA);
         session_reply(s, R_DATA_GO);
     }
@@ -93,6 +110,10 @@ static const char *delivery_spool_box(const struct session *s)
  * sends the body only after 354 (RFC 5321 3.3, RFC 2920 3.1). */
 void delivery_begin(struct session *s)
 {
+    if (s->chunking) {          /* the content already came in BDAT chunks */
+        session_reply(s, R_BAD_SEQUENCE);
+        return;
+    }
     s->opening = spool_open_start(session_env.cfg->root, delivery_spool_box(s),
                                   NULL,
                                   delivery_opened, s);
@@ -370,4 +391,123 @@ void delivery_abandon(struct session *s)
     s->transform = NULL;
     maildir_msg_abort(&s->msg);
     maildir_msg_abort(&s->filtered);
+}
+
+/* ---- CHUNKING: BDAT n [LAST] (RFC 3030) ------------------------------ */
+
+/* The chunk's bytes are all in: its reply, or the end of the message. */
+static void chunk_done(struct session *s)
+{
+    if (s->chunk_refused) {
+        s->chunk_refused = false;
+        session_set_state(s, s->chunk_return);
+        session_reply(s, s->chunk_reply);
+    } else if (s->chunk_last) {
+        session_set_state(s, ST_RCPT);
+        delivery_end(s);
+    } else {
+        session_set_state(s, ST_RCPT);
+        if (s->too_big)
+            session_reply(s, R_TOO_BIG);
+        else if (s->write_errno)
+            session_reply(s, delivery_error_reply(s->write_errno));
+        else
+            session_reply(s, R_CHUNK_OK, (unsigned long long)s->chunk_size);
+        if (s->after_reply_close && !s->closing)
+            session_reply(s, R_SHUTDOWN);
+    }
+}
+
+/* A chunk of size octets that is read and thrown away, then answered
+ * with id: the client sends them whatever we say (RFC 3030 2). */
+static void chunk_refuse(struct session *s, uint64_t size, enum reply_id id)
+{
+    s->chunk_refused = true;
+    s->chunk_reply = id;
+    s->chunk_return = s->state;
+    s->chunk_size = s->chunk_left = size;
+    s->chunk_last = false;
+    if (size > 0)
+        (void)session_use_big_input(s);     /* faster, not needed */
+    session_set_state(s, ST_CHUNK);
+    if (size == 0)
+        chunk_done(s);
+}
+
+/* The first chunk's spool file exists: its bytes go there. */
+static void chunk_opened(void *data, struct maildir_msg *msg, int error)
+{
+    struct session *s = data;
+    enum reply_id id = delivery_spool_ready(s, msg, error);
+    session_set_state(s, ST_RCPT);
+    if (id != R_OKAY) {
+        chunk_refuse(s, s->chunk_size, id);
+    } else {
+        log_info("%s:%u message %s comes in BDAT chunks", s->ip, s->port,
+                 s->msg.id);
+        s->chunking = true;
+        session_set_state(s, ST_CHUNK);
+        if (s->chunk_left == 0)
+            chunk_done(s);
+    }
+    session_resume(s);
+}
+
+/* Like DATA, nothing is read until the first chunk's file exists; its
+ * bytes wait in the input buffer meanwhile. */
+static void chunk_first(struct session *s)
+{
+    s->message_start = selector_now_ms();
+    s->opening = spool_open_start(session_env.cfg->root, delivery_spool_box(s),
+                                  NULL, chunk_opened, s);
+    if (s->opening == NULL) {
+        log_error("%s:%u cannot create spool file in %s: %s", s->ip, s->port,
+                  s->boxes[0], strerror(errno));
+        chunk_refuse(s, s->chunk_size, R_LOCAL_ERROR);
+        return;
+    }
+    session_set_state(s, ST_WAIT);
+}
+
+void delivery_bdat(struct session *s, const struct smtp_command *cmd)
+{
+    struct bdat_header h;
+    enum bdat_status st = cmd->has_nul ? BDAT_BAD
+                          : bdat_parse(cmd->arg, cmd->arg_len, &h);
+    if (st == BDAT_BAD) {       /* where its bytes end cannot be known */
+        session_reply(s, R_BDAT_BAD_SIZE);
+        session_close_after_flush(s);
+        return;
+    }
+    if (st == BDAT_EMPTY_CHUNK) {
+        session_reply(s, R_BAD_ARGS);
+        return;
+    }
+    if (s->state != ST_RCPT) {
+        chunk_refuse(s, h.size, s->state == ST_MAIL ? R_NEED_RCPT : R_NEED_MAIL);
+        return;
+    }
+    s->chunk_refused = false;
+    s->chunk_size = s->chunk_left = h.size;
+    s->chunk_last = h.last;
+    if (!s->chunking) {
+        chunk_first(s);
+        return;
+    }
+    session_set_state(s, ST_CHUNK);
+    if (h.size == 0)
+        chunk_done(s);
+}
+
+/* Bytes of the chunk being read: to the spool file (delivery_body keeps
+ * the size limit), or dropped for a refused chunk. Returns how many of
+ * the n were the chunk's; the rest is the next command. */
+size_t delivery_chunk(struct session *s, const uint8_t *p, size_t n)
+{
+    size_t used = bdat_take(&s->chunk_left, n);
+    if (!s->chunk_refused)
+        delivery_body(s, p, used);
+    if (s->chunk_left == 0)
+        chunk_done(s);
+    return used;
 }

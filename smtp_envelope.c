@@ -63,6 +63,15 @@ void envelope_mail(struct session *s, const struct smtp_command *cmd)
     case PATH_BAD_LOCAL:
     case PATH_BAD_DOMAIN: session_reply(s, R_BAD_SENDER); return;
     case PATH_BAD_PARAM:  session_reply(s, R_BAD_PARAM);  return;
+    case PATH_BAD_UTF8:   session_reply(s, R_BAD_LOCAL);  return;
+    }
+    if (params.requiretls && !s->t.secure) {    /* RFC 8689: TLS only */
+        session_reply(s, R_BAD_PARAM);
+        return;
+    }
+    if (path.utf8 && !params.smtputf8) {
+        session_reply(s, R_NEED_SMTPUTF8);
+        return;
     }
     if (params.has_size && params.size > session_env.cfg->max_size) {
         session_reply(s, R_TOO_BIG);
@@ -73,6 +82,7 @@ void envelope_mail(struct session *s, const struct smtp_command *cmd)
         session_reply(s, R_LOCAL_ERROR);
         return;
     }
+    s->smtputf8 = params.smtputf8;
     session_set_state(s, ST_MAIL);
     session_reply(s, R_SENDER_OK);
 }
@@ -101,15 +111,19 @@ static void rcpt_refuse(struct session *s, const char *arg, enum reply_id id)
 }
 
 /* Which reply a parsed RCPT path earns, before the mailbox is looked up. */
-static enum reply_id rcpt_check(enum path_status st, const struct smtp_path *path)
+static enum reply_id rcpt_check(const struct session *s, enum path_status st,
+                                const struct smtp_path *path)
 {
     switch (st) {
     case PATH_OK:         break;
     case PATH_SYNTAX:     return R_BAD_ARGS;
+    case PATH_BAD_UTF8:
     case PATH_BAD_LOCAL:  return R_BAD_LOCAL;
     case PATH_BAD_DOMAIN: return R_BAD_DOMAIN;
     case PATH_BAD_PARAM:  return R_BAD_PARAM;
     }
+    if (path->utf8 && !s->smtputf8)
+        return R_NEED_SMTPUTF8;
     if (path->domain[0] && strcasecmp(path->domain, session_env.cfg->domain) != 0)
         return R_RELAY_DENIED;
     return R_RCPT_OK;
@@ -185,7 +199,7 @@ void envelope_rcpt(struct session *s, const struct smtp_command *cmd)
         return;
     }
     struct smtp_path path;
-    enum reply_id id = rcpt_check(parser_rcpt_to(arg, &path), &path);
+    enum reply_id id = rcpt_check(s, parser_rcpt_to(arg, &path), &path);
     if (id != R_RCPT_OK) {
         rcpt_refuse(s, arg, id);
         return;

@@ -23,6 +23,7 @@ const struct reply replies[R_COUNT] = {
     [R_RCPT_OK]          = { 250, "2.1.5", "Recipient ok" },
     [R_QUEUED]           = { 250, "2.0.0", "Ok: queued as %s" },
     [R_RESET]            = { 250, "2.0.0", "Reset" },
+    [R_CHUNK_OK]         = { 250, "2.0.0", "%llu octets received" },
     [R_VRFY_OK]          = { 250, "2.1.5", "<%s@%s>" },
     [R_HELP]             = { 214, "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP AUTH" },
     [R_AUTH_OK]          = { 235, "2.7.0", "Authentication successful" },
@@ -68,6 +69,8 @@ const struct reply replies[R_COUNT] = {
     [R_VRFY_AMBIGUOUS]   = { 553, "5.1.4", "Ambiguous; candidates:" },
     [R_VRFY_CANDIDATE]   = { 553, "5.1.4", "<%s@%s>" },
     [R_BAD_PARAM]        = { 555, "5.5.4", "Unsupported parameter" },
+    [R_NEED_SMTPUTF8]    = { 553, "5.6.7", "Non-ASCII address requires SMTPUTF8" },
+    [R_BDAT_BAD_SIZE]    = { 521, "5.5.4", "Bad BDAT size, closing connection" },
 };
 
 /* ---- the formatter --------------------------------------------------- */

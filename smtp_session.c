@@ -103,8 +103,9 @@ static int session_read(struct session *s)
     size_t n = 0;
     enum io_result r = transport_fill(&s->t, &s->in, &n);
     if (r == IO_CLOSED || r == IO_ERROR) {
-        if (s->state == ST_DATA)
-            log_info("%s:%u left in the middle of DATA", s->ip, s->port);
+        if (s->state & (ST_DATA | ST_CHUNK))
+            log_info("%s:%u left in the middle of %s", s->ip, s->port,
+                     s->state == ST_DATA ? "DATA" : "a BDAT chunk");
         session_close(s);
         return -1;
     }
@@ -112,7 +113,7 @@ static int session_read(struct session *s)
         return 0;
     /* -T bounds each DATA read, but a whole command line otherwise:
      * a byte now and then does not keep a session alive forever. */
-    if (s->state == ST_DATA)
+    if (s->state & (ST_DATA | ST_CHUNK))
         s->last_activity = selector_now_ms();
     return 1;
 }
@@ -182,10 +183,12 @@ static uint64_t session_idle_limit_ms(const struct session *s)
     return t;
 }
 
-/* When a message in DATA runs out of time (0: none in DATA). */
+/* When a message in DATA, or in BDAT chunks from the first one on, runs
+ * out of time (0: no message on its way). */
 static uint64_t session_message_deadline(const struct session *s)
 {
-    if (s->state != ST_DATA || s->message_start == 0 || s->closing)
+    bool chunks = s->chunking && (s->state & (ST_CHUNK | ST_RCPT));
+    if ((s->state != ST_DATA && !chunks) || s->message_start == 0 || s->closing)
         return 0;
     return s->message_start + SESSION_MESSAGE_TIMEOUTS * session_timeout_ms();
 }
@@ -261,6 +264,14 @@ static bool session_process_data(struct session *s)
     if (done)
         delivery_end(s);
     return done;
+}
+
+/* Feeds buffered bytes to the BDAT chunk being read (smtp_data.c). */
+static void session_process_chunk(struct session *s)
+{
+    size_t n;
+    uint8_t *p = buffer_read_ptr(&s->in, &n);
+    buffer_read_adv(&s->in, delivery_chunk(s, p, n));
 }
 
 /* Handles one line if a whole one is buffered; false when it needs more. */
@@ -379,6 +390,8 @@ void session_process(struct session *s)
         while (!partial && session_wants_input(s) && buffer_readable(&s->in) > 0) {
             if (s->state == ST_DATA)
                 session_process_data(s);
+            else if (s->state == ST_CHUNK)
+                session_process_chunk(s);
             else if (s->state == ST_PROXY)
                 partial = !session_process_proxy(s);
             else if (!session_process_line(s))
@@ -516,7 +529,7 @@ void session_shutdown_all(void)
         next = LIST_NEXT(s, link);
         if (s->t.handshaking || s->tls_starting) {
             session_close(s);
-        } else if (s->state & (ST_DATA | ST_WAIT)) {
+        } else if (s->state & (ST_DATA | ST_WAIT | ST_CHUNK)) {
             s->after_reply_close = true;
         } else if (s->state == ST_PROXY) {
             session_close(s);       /* never greeted: nothing to say */

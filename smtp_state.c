@@ -39,6 +39,7 @@ static const char *session_state_name(enum session_state st)
     case ST_AUTH:      return "auth";
     case ST_WAIT:      return "wait";
     case ST_PROXY:     return "proxy";
+    case ST_CHUNK:     return "chunk";
     }
     return "?";
 }
@@ -65,12 +66,17 @@ void session_reset_transaction(struct session *s)
 {
     free(s->sender);
     s->sender = NULL;
+    s->smtputf8 = false;
     session_free_rcpts(s);
     s->body_size = 0;
     s->message_start = 0;
     s->too_big = false;
     s->write_errno = 0;
-    if (s->state & (ST_MAIL | ST_RCPT | ST_DATA | ST_WAIT))
+    if (s->chunking)            /* RSET, EHLO...: what the chunks held goes */
+        maildir_msg_abort(&s->msg);
+    s->chunking = false;
+    s->chunk_left = 0;
+    if (s->state & (ST_MAIL | ST_RCPT | ST_DATA | ST_WAIT | ST_CHUNK))
         session_set_state(s, s->helo ? ST_READY : ST_CONNECTED);
 }
 
@@ -103,7 +109,7 @@ void session_use_small_input(struct session *s)
     size_t n;
     uint8_t *p = buffer_read_ptr(&s->in, &n);
     /* A partial line over SMTP_LINE_MAX can only be a long AUTH line. */
-    if (s->in_big == NULL || n > SMTP_LINE_MAX || (s->state & (ST_DATA | ST_AUTH)))
+    if (s->in_big == NULL || n > SMTP_LINE_MAX || (s->state & (ST_DATA | ST_AUTH | ST_CHUNK)))
         return;
     uint8_t *small = (uint8_t *)(s + 1);
     memmove(small, p, n);

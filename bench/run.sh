@@ -12,7 +12,7 @@
 #                                 header), in the usual order; names:
 #                                 throughput neighbour ceiling sink
 #                                 held_clients curve large_message tls
-#                                 metrics limits logins.
+#                                 metrics limits logins chunking.
 #                                 Postfix is started only for throughput
 #                                 and neighbour (tls starts its own)
 #   NOISE_MB=8 bench/run.sh       smaller neighbours (bench/neighbour.sh)
@@ -35,7 +35,7 @@ if [ -n "${BENCH_QUICK:-}" ]; then
 fi
 
 # BENCH_ONLY: the sections to run (space-separated); empty or unset, all.
-SECTIONS="throughput neighbour ceiling sink held_clients curve large_message tls metrics limits logins"
+SECTIONS="throughput neighbour ceiling sink held_clients curve large_message tls metrics limits logins chunking"
 wanted() {
     [ -z "${BENCH_ONLY:-}" ] && return 0
     case " $BENCH_ONLY " in *" $1 "*) return 0 ;; esac
@@ -98,6 +98,7 @@ build_tools() {
     cc -std=c11 -O2 -D_GNU_SOURCE "$HERE/loadgen.c" -o "$OUT/loadgen"
     cc -O2 -D_GNU_SOURCE -pthread "$HERE/fsync_ceiling.c" -o "$OUT/fsync_ceiling"
     cc -O2 -D_GNU_SOURCE -pthread "$HERE/batch_flush.c" -o "$OUT/batch_flush"
+    cc -std=c11 -O2 -D_GNU_SOURCE -pthread "$HERE/chunkload.c" -o "$OUT/chunkload"
 }
 
 # ---- processes --------------------------------------------------------
@@ -541,8 +542,41 @@ main() {
     if wanted metrics; then metrics_scrape; fi
     if wanted limits; then client_limits; fi
     if wanted logins; then logins_under_attack; fi
+    if wanted chunking; then chunking; fi
     res "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
     log "results in $OUT/results.md"
+}
+
+# ---- CHUNKING: the same load over DATA and over BDAT (benchmarks.md 13) --
+
+chunking() {
+    local size mode i line secs=$((10 / SCALE > 2 ? 10 / SCALE : 2))
+    res "## DATA and BDAT side by side, 16 sessions, msg/s answered 250 (median of $RUNS, alternating)"
+    res ""
+    res "| size | DATA | BDAT |"
+    res "|---:|---:|---:|"
+    for size in 1024 102400; do
+        local data="" bdat=""
+        for i in $(seq "$RUNS"); do
+            for mode in data bdat; do
+                new_root
+                smtpd_start "$ROOT"
+                line=$("$OUT/chunkload" -p "$PORT" -c 16 -s "$secs" -l "$size" \
+                       $([ "$mode" = bdat ] && echo -b)) || { log "chunkload: $line"; return 1; }
+                smtpd_stop
+                log "chunking $size $line"
+                if [ "$mode" = data ]; then
+                    data="$data ${line##*rate=}"
+                else
+                    bdat="$bdat ${line##*rate=}"
+                fi
+            done
+        done
+        res "| $((size / 1024)) KB | $(echo "$data" | median) | $(echo "$bdat" | median) |"
+    done
+    res ""
+    res "Command: \`build/bench/chunkload -p PORT -c 16 -s $secs -l SIZE [-b]\`: one connection per message, EHLO, MAIL, RCPT, then DATA with the body and \`.\` or one \`BDAT n LAST\` (-b), QUIT; a fresh smtpd and root per run."
+    res ""
 }
 
 # ---- TLS: smtpd and Postfix side by side (docs/benchmarks.md 8) -------

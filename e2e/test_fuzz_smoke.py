@@ -18,12 +18,13 @@ FUZZ_CC = os.environ.get("FUZZ_CC", "clang")
 FLAGS = ["-std=c11", "-D_GNU_SOURCE", "-Iinclude", "-g", "-O1",
          "-fsanitize=fuzzer,address,undefined"]
 HARNESSES = {
-    "parser": ["fuzz/fuzz_parser.c", "parser.c", "auth_sasl.c"],
+    "parser": ["fuzz/fuzz_parser.c", "parser.c", "smtp_utf8.c", "auth_sasl.c"],
     "monitor": ["fuzz/fuzz_monitor.c", "monitor.c"],
-    "users": ["fuzz/fuzz_users.c", "auth_users.c", "parser.c"],
+    "users": ["fuzz/fuzz_users.c", "auth_users.c", "parser.c", "smtp_utf8.c"],
     "proxy": ["fuzz/fuzz_proxy.c", "smtp_proxy.c"],
     "http": ["fuzz/fuzz_http.c", "metrics_http.c"],
     "aliases": ["fuzz/fuzz_aliases.c", "addr_aliases.c"],
+    "bdat": ["fuzz/fuzz_bdat.c", "smtp_bdat.c", "parser.c", "smtp_utf8.c"],
 }
 SECONDS = 10
 

@@ -146,14 +146,16 @@ def test_ehlo_lists_starttls_then_auth(start_server, certs):
     assert c.reply_line() == "220 localhost ESMTP"
     kw = ehlo_keywords(c)
     assert kw == ["PIPELINING", "SIZE 10485760", "8BITMIME",
-                  "ENHANCEDSTATUSCODES", "STARTTLS", "HELP"], kw
+                  "ENHANCEDSTATUSCODES", "CHUNKING", "SMTPUTF8", "STARTTLS",
+                  "HELP"], kw
     assert c.cmd("AUTH PLAIN " + "AGFsaWNlAHM=") == (
         "538 5.7.11 Encryption required for requested authentication mechanism")
     assert c.cmd("STARTTLS x") == "501 5.5.4 No arguments allowed"
     c.starttls()
     kw = ehlo_keywords(c)
     assert kw == ["PIPELINING", "SIZE 10485760", "8BITMIME",
-                  "ENHANCEDSTATUSCODES", "AUTH PLAIN LOGIN", "HELP"], kw
+                  "ENHANCEDSTATUSCODES", "CHUNKING", "SMTPUTF8", "REQUIRETLS",
+                  "AUTH PLAIN LOGIN", "HELP"], kw
     assert c.cmd("STARTTLS") == "503 5.5.1 Bad sequence of commands"
     c.close()
 

@@ -50,6 +50,7 @@ int parser_is_auth_line(const uint8_t *p, size_t n);
 enum smtp_verb {
     VERB_HELO, VERB_EHLO, VERB_MAIL, VERB_RCPT, VERB_DATA, VERB_RSET,
     VERB_NOOP, VERB_QUIT, VERB_VRFY, VERB_HELP, VERB_EXPN, VERB_AUTH,
+    VERB_BDAT,
     VERB_STARTTLS,
     VERB_UNKNOWN,
 };
@@ -70,6 +71,8 @@ void parser_command(const char *line, size_t len, struct smtp_command *cmd);
 
 struct smtp_path {
     int null_path;                        /* "<>" */
+    int utf8;                             /* non-ASCII (valid UTF-8) in it:
+                                             only with SMTPUTF8 (RFC 6531) */
     char local[SMTP_LOCAL_MAX + 1];       /* as sent (case kept) */
     char domain[SMTP_DOMAIN_MAX + 1];     /* as sent, "" when absent */
 };
@@ -80,12 +83,15 @@ enum path_status {
     PATH_BAD_LOCAL,    /* local-part not acceptable (README.md, "Mailboxes and users"): 501 5.1.3 */
     PATH_BAD_DOMAIN,   /* domain syntax bad: 501 5.1.2 */
     PATH_BAD_PARAM,    /* unknown or malformed ESMTP parameter: 555 5.5.4 */
+    PATH_BAD_UTF8,     /* local-part not valid UTF-8 (broken, overlong): 501 5.1.3 */
 };
 
 struct mail_params {
     int has_size;
     uint64_t size;     /* SIZE=, RFC 1870 */
     int body_8bit;     /* BODY=8BITMIME (RFC 6152); BODY=7BIT also accepted */
+    int smtputf8;      /* SMTPUTF8 (RFC 6531) */
+    int requiretls;    /* REQUIRETLS (RFC 8689): the session judges it */
 };
 
 /*
@@ -99,8 +105,13 @@ enum path_status parser_mail_from(const char *arg, struct smtp_path *path,
                                   struct mail_params *params);
 enum path_status parser_rcpt_to(const char *arg, struct smtp_path *path);
 
-/* The local-part check, used by RCPT, VRFY and -u. 1 if acceptable. */
+/* The local-part check, used by RCPT, VRFY and -u. 1 if acceptable:
+ * 1-64 octets of [A-Za-z0-9._+-] or UTF-8 characters from U+00A0 on,
+ * no leading, trailing or double dot. */
 int parser_local_part_ok(const char *s, size_t len);
+/* The same, saying why: PATH_OK, PATH_BAD_UTF8 (checked first) or
+ * PATH_BAD_LOCAL. */
+enum path_status parser_local_part_check(const char *s, size_t len);
 
 /* ---- DATA ------------------------------------------------------------- */
 

@@ -23,6 +23,7 @@ enum reply_id {
     R_RCPT_OK,          /* 250 2.1.5 */
     R_QUEUED,           /* 250 2.0.0 Ok: queued as %s */
     R_RESET,            /* 250 2.0.0 Reset */
+    R_CHUNK_OK,         /* 250 2.0.0 %llu octets received (BDAT) */
     R_VRFY_OK,          /* 250 2.1.5 <%s@%s> */
     R_HELP,             /* 214 2.0.0 ... */
     R_AUTH_OK,          /* 235 2.7.0 */
@@ -68,6 +69,8 @@ enum reply_id {
     R_VRFY_AMBIGUOUS,   /* 553 5.1.4 (multi-line, candidates) */
     R_VRFY_CANDIDATE,   /* 553 5.1.4 <%s@%s>, one line of the above */
     R_BAD_PARAM,        /* 555 5.5.4 */
+    R_NEED_SMTPUTF8,    /* 553 5.6.7 a UTF-8 address without SMTPUTF8 */
+    R_BDAT_BAD_SIZE,    /* 521 5.5.4 a BDAT size that does not parse: close */
     R_COUNT
 };
 

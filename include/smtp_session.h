@@ -44,6 +44,7 @@ enum session_state {
     ST_WAIT      = 1 << 6,   /* spool file being made, or message with the filter/committer */
     ST_PROXY     = 1 << 7,   /* a --proxy-from peer: no greeting before its
                                 PROXY header (smtp_proxy.h) */
+    ST_CHUNK     = 1 << 8,   /* reading the bytes of a BDAT chunk */
 };
 
 enum auth_step { AUTH_NONE, AUTH_PLAIN_WAIT, AUTH_LOGIN_USER, AUTH_LOGIN_PASS };
@@ -97,6 +98,7 @@ struct session {
 
     /* the transaction */
     char *sender;                       /* bare address, "" for <> */
+    bool smtputf8;                      /* MAIL carried SMTPUTF8 (RFC 6531) */
     char **rcpts;                       /* addresses as accepted */
     size_t nrcpts, rcpt_cap;
     char **boxes;                       /* the folders they reach, each once:
@@ -111,6 +113,16 @@ struct session {
     struct commit_job *job;             /* handed to the committer */
     struct transform *transform;        /* running filter */
     struct maildir_msg filtered;        /* the filter's output */
+
+    /* CHUNKING (smtp_data.c): the BDAT chunk being read */
+    bool chunking;                      /* this transaction's content comes
+                                           in BDAT chunks: no DATA */
+    bool chunk_last;                    /* the chunk ends the message */
+    bool chunk_refused;                 /* its bytes are read and dropped,
+                                           then chunk_reply is said */
+    enum reply_id chunk_reply;
+    enum session_state chunk_return;    /* the state after a refused chunk */
+    uint64_t chunk_size, chunk_left;    /* octets announced, still to read */
 };
 
 extern struct session_env session_env;
@@ -170,5 +182,7 @@ void delivery_body(struct session *s, const uint8_t *p, size_t n);
 void delivery_end(struct session *s);       /* after <CRLF>.<CRLF> */
 void delivery_abandon(struct session *s);   /* the client left */
 void delivery_timeout(struct session *s);   /* past 10 x -T: 421, dropped */
+void delivery_bdat(struct session *s, const struct smtp_command *cmd);
+size_t delivery_chunk(struct session *s, const uint8_t *p, size_t n);
 
 #endif

@@ -312,7 +312,7 @@ static const struct bad_path_group bad_paths[] = {
         "FROM:<@a:>", "FROM:<user%evil.test@example.test>",
         "FROM:<\"quoted\"@x>", "FROM:<\"a>b\"@x>", "FROM:<../etc@x>",
         "FROM:<a..b@x>", "FROM:<.a@x>", "FROM:<a.@x>", "FROM:<a/b@x>",
-        "FROM:<a!b@x>", "FROM:<a\x01" "b@x>", "FROM:<a\xc3\xa9@x>",
+        "FROM:<a!b@x>", "FROM:<a\x01" "b@x>", "FROM:<a\xc2\x85@x>",
         "FROM:<a b@x>",
     } },
     { R, PATH_SYNTAX, {
@@ -327,7 +327,52 @@ static const struct bad_path_group bad_paths[] = {
     { R, PATH_BAD_PARAM, {
         "TO:<a@b> SIZE=10", "TO:<a@b> NOTIFY=NEVER",
     } },
+    /* broken or overlong UTF-8: an overlong '/' and '.', a lone
+     * continuation byte, a cut sequence, a surrogate, past U+10FFFF */
+    { R, PATH_BAD_UTF8, {
+        "TO:<a\xc0\xaf" "b@x>", "TO:<\xc0\xae\xc0\xae@x>", "TO:<a\x80@x>",
+        "TO:<a\xc3@x>", "TO:<\xed\xa0\x80@x>", "TO:<\xf4\x90\x80\x80@x>",
+        "TO:<\xe0\x80\xaf@x>", "TO:<\xff@x>", "TO:<\xc3\xa9\xc3@x>",
+    } },
+    { M, PATH_BAD_UTF8, {
+        "FROM:<\xc1\x81@x> SMTPUTF8", "FROM:<a\xf8\x88\x80\x80\x80@x>",
+    } },
+    { R, PATH_BAD_LOCAL, {   /* valid UTF-8, but a C1 control or too long */
+        "TO:<a\xc2\x80@x>", "TO:<\xc2\x9f@x>",
+        "TO:<\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+        "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+        "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+        "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9" "a@x>",
+        "TO:<\xc3\xa9..b@x>",
+    } },
 };
+
+/* SMTPUTF8: UTF-8 local-parts and domains parse and are marked; ASCII
+ * ones are not; the parameters are seen. */
+static void test_utf8_paths(void)
+{
+    struct smtp_path p;
+    struct mail_params mp;
+    CHECK_EQ_INT(parser_rcpt_to("TO:<j\xc3\xb6rg@localhost>", &p), PATH_OK);
+    CHECK(strcmp(p.local, "j\xc3\xb6rg") == 0 && p.utf8);
+    CHECK_EQ_INT(parser_rcpt_to("TO:<\xe7\x94\xa8\xe6\x88\xb7@x>", &p), PATH_OK);
+    CHECK(p.utf8);
+    CHECK_EQ_INT(parser_rcpt_to("TO:<\xf0\x9f\x98\x80.a@x>", &p), PATH_OK);
+    CHECK_EQ_INT(parser_rcpt_to("TO:<u@localhost>", &p), PATH_OK);
+    CHECK(!p.utf8);
+    CHECK_EQ_INT(parser_mail_from("FROM:<a@b\xc3\xbcro.test> SMTPUTF8", &p, &mp),
+                 PATH_OK);
+    CHECK(p.utf8 && mp.smtputf8 && !mp.requiretls);
+    CHECK_EQ_INT(parser_mail_from("FROM:<a@b> smtputf8 REQUIRETLS", &p, &mp),
+                 PATH_OK);
+    CHECK(!p.utf8 && mp.smtputf8 && mp.requiretls);
+    CHECK_EQ_INT(parser_mail_from("FROM:<a@b> SMTPUTF8=1", &p, &mp), PATH_BAD_PARAM);
+    CHECK_EQ_INT(parser_mail_from("FROM:<a@b\xc3.test>", &p, &mp), PATH_BAD_DOMAIN);
+    CHECK_EQ_INT(parser_mail_from("FROM:<a@b\xc2\x85.test> SMTPUTF8", &p, &mp),
+                 PATH_BAD_DOMAIN);
+    CHECK(parser_local_part_ok("\xc3\xa9", 2));
+    CHECK(!parser_local_part_ok("\xc3", 1));
+}
 
 static void test_path_ok(void)
 {
@@ -661,6 +706,7 @@ UNIT_MAIN("parser",
           { "command_table", test_command_table },
           { "path_ok", test_path_ok },
           { "path_refused", test_path_refused },
+          { "utf8_paths", test_utf8_paths },
           { "mail_params", test_mail_params },
           { "path_lengths", test_path_lengths },
           { "local_part", test_local_part },
