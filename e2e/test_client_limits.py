@@ -212,7 +212,9 @@ def test_proxy_header_address_is_limited(start_server, clients):
 
 # ---- IPv6: one /64 is one client -----------------------------------------
 
-PREFIX = "fd00:23:%s" % uuid.uuid4().hex[:4]
+# a random /48 of our own; written as inet_ntop writes it (no leading
+# zeros), since the log shows it that way
+PREFIX = "fd00:23:%x" % (uuid.uuid4().int & 0xffff)
 
 
 def ip6(cmd, addr):
