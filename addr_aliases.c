@@ -42,20 +42,76 @@ static int aliases_nomem(struct aliases_parse *p)
     return aliases_fail(p, 0, "out of memory");
 }
 
-/* A local-part as mail addresses use it: 1-64 of [A-Za-z0-9._+-], no
- * leading, trailing or doubled dot. */
+/* The length of the one UTF-8 character at s that a local-part may hold
+ * (SPEC 13: not ASCII, not a C1 control U+0080-U+009F), or 0 for a broken
+ * or overlong sequence, a surrogate or one past U+10FFFF. Written here, not
+ * taken from smtp_utf8.c, because the addr_ family uses no other module. */
+static size_t aliases_utf8_char(const unsigned char *s, size_t len)
+{
+    static const unsigned long min[5] = { 0, 0, 0x80, 0x800, 0x10000 };
+    size_t n = s[0] >= 0xC2 && s[0] <= 0xDF ? 2
+             : s[0] >= 0xE0 && s[0] <= 0xEF ? 3
+             : s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : 0;
+    if (n == 0 || len < n)
+        return 0;
+    unsigned long v = s[0] & (0x7F >> n);
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        v = (v << 6) | (s[i] & 0x3F);
+    }
+    if (v < min[n] || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)
+        || v <= 0x9F)
+        return 0;
+    return n;
+}
+
+/* Whether s holds a byte past ASCII that does not start a character
+ * aliases_utf8_char takes: reported apart from other bad names. */
+static bool aliases_utf8_bad(const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < len; ) {
+        if (u[i] < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n = aliases_utf8_char(u + i, len - i);
+        if (n == 0)
+            return true;
+        i += n;
+    }
+    return false;
+}
+
+/* A local-part as mail addresses use it: 1-64 octets of [A-Za-z0-9._+-]
+ * or UTF-8 characters past U+009F, no leading, trailing or doubled dot. */
 static bool aliases_local_ok(const char *s, size_t len)
 {
+    const unsigned char *u = (const unsigned char *)s;
     if (len == 0 || len > 64 || s[0] == '.' || s[len - 1] == '.')
         return false;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (!isalnum(c) && !strchr("._+-", c))
+    for (size_t i = 0; i < len; ) {
+        if (u[i] >= 0x80) {
+            size_t n = aliases_utf8_char(u + i, len - i);
+            if (n == 0)
+                return false;
+            i += n;
+            continue;
+        }
+        if (!isalnum(u[i]) && !strchr("._+-", u[i]))
             return false;
-        if (c == '.' && i + 1 < len && s[i + 1] == '.')
+        if (u[i] == '.' && i + 1 < len && u[i + 1] == '.')
             return false;
+        i++;
     }
     return true;
+}
+
+/* ASCII letters fold; every other byte stays as it is (no locale). */
+static char aliases_fold(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
 }
 
 static char *aliases_lower_dup(const char *s, size_t len)
@@ -64,7 +120,7 @@ static char *aliases_lower_dup(const char *s, size_t len)
     if (d == NULL)
         return NULL;
     for (size_t i = 0; i < len; i++)
-        d[i] = (char)tolower((unsigned char)s[i]);
+        d[i] = aliases_fold(s[i]);
     d[len] = '\0';
     return d;
 }
@@ -90,6 +146,8 @@ static int aliases_add_target(struct aliases_parse *p, struct alias *al,
         return aliases_fail(p, line, "a file target is not allowed: only local mailboxes and aliases");
     if (memchr(t, '@', len))
         return aliases_fail(p, line, "a target with a domain is not allowed: mail is not relayed");
+    if (aliases_utf8_bad(t, len))
+        return aliases_fail(p, line, "bad target: invalid UTF-8 (a broken or overlong sequence)");
     if (!aliases_local_ok(t, len))
         return aliases_fail(p, line, "bad target '%.*s'", (int)(len > 64 ? 64 : len), t);
     if (al->ntargets == al->cap) {
@@ -168,6 +226,8 @@ static int aliases_line(struct aliases_parse *p, const char *s, size_t len,
     const char *name = s;
     size_t nlen = (size_t)(colon - s);
     aliases_trim(&name, &nlen);
+    if (aliases_utf8_bad(name, nlen))
+        return aliases_fail(p, line, "malformed line: invalid UTF-8 (a broken or overlong sequence) in the alias name");
     if (!(nlen == 1 && name[0] == '*') && !aliases_local_ok(name, nlen))
         return aliases_fail(p, line, "malformed line: bad alias name '%.*s'",
                             (int)(nlen > 64 ? 64 : nlen), name);
@@ -340,7 +400,7 @@ const struct alias *aliases_find(const struct aliases *a, const char *name)
     if (a == NULL || len >= sizeof low)
         return NULL;
     for (size_t i = 0; i <= len; i++)
-        low[i] = (char)tolower((unsigned char)name[i]);
+        low[i] = aliases_fold(name[i]);
     return aliases_lookup(a, low);
 }
 

@@ -2,14 +2,16 @@
 the MAIL parameter, checked as characters (broken and overlong UTF-8,
 C1 controls, '..' refused), 553 5.6.7 without the parameter, the mailbox
 directory named by the same bytes, -u and the passwd-file with UTF-8
-names, Received's UTF8SMTP/UTF8SMTPS/UTF8SMTPA/UTF8SMTPSA, Python's
-smtplib as the client; REQUIRETLS offered and accepted inside TLS only."""
+names, UTF-8 names and targets in --aliases (broken UTF-8 there exits 2
+with FILE:LINE), Received's UTF8SMTP/UTF8SMTPS/UTF8SMTPA/UTF8SMTPSA,
+Python's smtplib as the client; REQUIRETLS offered and accepted inside TLS only."""
 import re
 import smtplib
+import subprocess
 
 import pytest
 
-from conftest import b64, greeted, only_file, queue_id, raw_reply, tree
+from conftest import SMTPD_BIN, b64, greeted, only_file, queue_id, raw_reply, tree
 from tls_helpers import certs, client_context, tls_args  # noqa: F401
 
 JORG = "j\u00f6rg"                      # jörg
@@ -187,3 +189,53 @@ def test_requiretls_inside_tls_is_offered_and_accepted(start_server, certs):
     _, data = only_file(srv, "postmaster")
     assert data.endswith(b"\r\nSubject: r\r\n\r\nhi\r\n")
     assert proto_and_rcpt(data)[0] == "ESMTPS"
+
+
+# ---- UTF-8 in the aliases file --------------------------------------------
+
+BJORN = "bj\u00f6rn"                    # björn, a UTF-8 mailbox as a target
+
+
+def test_utf8_alias_reaches_its_mailboxes(start_server, connect, tmp_path):
+    path = tmp_path / "aliases"
+    path.write_bytes(b"j\xc3\xb6rg: alice\n\xc3\xa9quipe: alice, Bj\xc3\xb6rn\n")
+    srv = start_server("-u", "alice:x", "-u", BJORN + ":x",
+                       "--aliases", str(path))
+    c = greeted(connect, srv)
+    assert cmd(c, b"MAIL FROM:<a@b.test> SMTPUTF8") == "250 2.1.0 Sender ok"
+    assert cmd(c, b"RCPT TO:<J\xc3\xb6rg@localhost>") == "250 2.1.5 Recipient ok"
+    assert cmd(c, b"RCPT TO:<J\xc3\x96RG@localhost>") == \
+        "550 5.1.1 No such user here"
+    c.send(b"DATA\r\n")
+    assert c.reply_line().startswith("354 ")
+    c.send(b"Subject: x\r\n\r\nhi\r\n.\r\n")
+    queue_id(c.reply_line())
+    _, data = only_file(srv, "alice")
+    assert proto_and_rcpt(data) == ("UTF8SMTP", b"J\xc3\xb6rg@localhost")
+    assert srv.new_files(BJORN) == []
+    assert cmd(c, b"MAIL FROM:<a@b.test> SMTPUTF8") == "250 2.1.0 Sender ok"
+    assert cmd(c, b"RCPT TO:<\xc3\xa9quipe@localhost>") == "250 2.1.5 Recipient ok"
+    c.send(b"DATA\r\n")
+    assert c.reply_line().startswith("354 ")
+    c.send(b"Subject: y\r\n\r\nhi\r\n.\r\n")
+    queue_id(c.reply_line())
+    assert len(srv.wait_new("alice", 2)) == 2
+    only_file(srv, BJORN)
+
+
+@pytest.mark.parametrize("text,line,reason", [
+    (b"a: alice\nj\xc3: alice\n", 2, "invalid UTF-8"),
+    (b"\xc0\xaf: alice\n", 1, "invalid UTF-8"),
+    (b"a: alice,\n  b\xe0\x80\xaf\n", 2, "invalid UTF-8"),
+    (b"a\xc2\x85: alice\n", 1, "invalid UTF-8"),
+])
+def test_broken_utf8_in_the_aliases_file_exits_2(tmp_path, text, line, reason):
+    path = tmp_path / "aliases"
+    path.write_bytes(text)
+    r = subprocess.run([SMTPD_BIN, "-f", str(tmp_path / "mail"),
+                        "-a", "127.0.0.1", "-u", "alice:x",
+                        "--aliases", str(path)], capture_output=True)
+    assert r.returncode == 2
+    first = r.stderr.splitlines()[0]
+    assert first.startswith(b"smtpd: %s:%d: " % (bytes(path), line)), r.stderr
+    assert reason.encode() in first

@@ -1,7 +1,7 @@
 /*
  * unit_addr_aliases.c - addr_aliases.c: good files (comments, continuation
- * lines, case, the catch-all, chains), each kind of error with its line,
- * and the mailboxes an alias reaches.
+ * lines, case, the catch-all, chains), UTF-8 names and targets, each kind
+ * of error with its line, and the mailboxes an alias reaches.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +124,73 @@ static void test_errors(void)
     CHECK_EQ_INT(line, 2);
 }
 
+/* UTF-8 local-parts: ASCII letters fold, other bytes compared as they are. */
+static void test_utf8(void)
+{
+    size_t line = 99;
+    char why[ALIASES_ERR_MAX] = "";
+    struct aliases *a = parse(
+        "J\xC3\xB6rg: M\xC3\xB6ller, mia\n"
+        "\xE5\xB1\xB1\xE7\x94\xB0: j\xC3\xB6rg\n"
+        "\xF0\x9F\x93\xAE: m\xC2\xA0x\n", &line, why);
+    CHECK(a != NULL);
+    if (a == NULL) {
+        fprintf(stderr, "line %zu: %s\n", line, why);
+        return;
+    }
+    const struct alias *j = aliases_find(a, "J\xC3\xB6RG");
+    CHECK(j != NULL && j->line == 1 && j->nboxes == 2);
+    if (j && j->nboxes == 2) {
+        CHECK(strcmp(j->boxes[0], "m\xC3\xB6ller") == 0);
+        CHECK(strcmp(j->boxes[1], "mia") == 0);
+    }
+    CHECK(aliases_find(a, "j\xC3\x96rg") == NULL);     /* Ö is not folded */
+    const struct alias *y = aliases_find(a, "\xE5\xB1\xB1\xE7\x94\xB0");
+    CHECK(y != NULL && y->nboxes == 2);
+    const struct alias *e = aliases_find(a, "\xF0\x9F\x93\xAE");
+    CHECK(e && e->nboxes == 1 && strcmp(e->boxes[0], "m\xC2\xA0x") == 0);
+    aliases_free(a);
+
+    char name64[200] = "", name66[200] = "";
+    for (int i = 0; i < 32; i++)
+        strcat(name64, "\xC3\xB6");
+    strcat(strcpy(name66, name64), "\xC3\xB6");
+    strcat(name64, ": mia\n");
+    strcat(name66, ": mia\n");
+    a = parse(name64, &line, why);
+    CHECK(a != NULL && a->n == 1);
+    aliases_free(a);
+    CHECK(parse(name66, &line, why) == NULL);
+    CHECK_EQ_INT(line, 1);
+    CHECK(strstr(why, "bad alias name") != NULL);
+
+    static const struct { const char *text; size_t line; const char *why; } bad[] = {
+        { "a: mia\nj\xC3: mia\n", 2, "invalid UTF-8" },          /* cut short */
+        { "a: mia\nj\xC3x: mia\n", 2, "invalid UTF-8" },         /* no continuation */
+        { "\xC0\xAF: mia\n", 1, "invalid UTF-8" },               /* overlong '/' */
+        { "\xE0\x80\xAE\xE0\x80\xAE: mia\n", 1, "invalid UTF-8" }, /* overlong ".." */
+        { "\xED\xA0\x80: mia\n", 1, "invalid UTF-8" },           /* a surrogate */
+        { "\xF4\x90\x80\x80: mia\n", 1, "invalid UTF-8" },       /* past U+10FFFF */
+        { "\x80x: mia\n", 1, "invalid UTF-8" },                  /* a lone continuation */
+        { "j\xC2\x85: mia\n", 1, "invalid UTF-8" },              /* C1 control U+0085 */
+        { "a: mia, m\xC3\n", 1, "bad target: invalid UTF-8" },
+        { "a: mia,\n  m\xC1\xBF\n", 2, "bad target: invalid UTF-8" },
+        { "a: m\xC2\x9F\n", 1, "bad target: invalid UTF-8" },
+        { "a: J\xC3\xB6rg\n", 1, "unknown target" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        line = 0;
+        why[0] = '\0';
+        a = parse(bad[i].text, &line, why);
+        CHECK(a == NULL);
+        aliases_free(a);
+        if (line != bad[i].line || strstr(why, bad[i].why) == NULL) {
+            fprintf(stderr, "utf8 case %zu: line %zu: %s\n", i, line, why);
+            CHECK(0);
+        }
+    }
+}
+
 static void test_empty(void)
 {
     size_t line;
@@ -140,4 +207,5 @@ UNIT_MAIN("aliases",
           { "postmaster_alias_first", test_postmaster_alias_first },
           { "depth", test_depth },
           { "errors", test_errors },
+          { "utf8", test_utf8 },
           { "empty", test_empty })
