@@ -345,6 +345,9 @@ int main(int argc, char **argv)
     prepare_mailboxes(&cfg);
     passwd_start_mailboxes();
     addr_start(&cfg);
+    quota_setup(&cfg.quota, passwd_quota);
+    if (quota_load(cfg.root) < 0)
+        log_warn("quota: cannot list %s: %s", cfg.root, strerror(errno));
     stats_init();
     signals_install();
     transform_configure(cfg.transform_cmd, cfg.timeout_s);
@@ -392,6 +395,7 @@ int main(int argc, char **argv)
     log_close();
     passwd_free();
     addr_free();
+    quota_free();
     limits_free();
     args_free(&cfg);
     free(resolved_root);
