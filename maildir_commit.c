@@ -375,17 +375,30 @@ static void committer_run_batch(struct committer *c,
             unlink(j->msg.tmp_path);
 }
 
-/* The worker's batch, in submission order, as a list of our jobs. */
+/* The worker's batch, in submission order, as a list of our jobs; the
+ * reads of maildirsize (committer_refresh) after the deliveries. */
 static void committer_batch(struct worker_job *list, void *arg)
 {
+    struct committer *c = arg;
     struct commit_job *batch = NULL, **tail = &batch;
+    struct commit_job *reads = NULL, **rtail = &reads;
     for (struct worker_job *w = list; w; w = w->next) {
         struct commit_job *j = (struct commit_job *)w;
         j->next = NULL;
-        *tail = j;
-        tail = &j->next;
+        if (j->refresh) {
+            *rtail = j;
+            rtail = &j->next;
+        } else {
+            *tail = j;
+            tail = &j->next;
+        }
     }
-    committer_run_batch(arg, batch);
+    if (batch)
+        committer_run_batch(c, batch);
+    for (struct commit_job *j = reads; j; j = j->next)
+        if (quota_file_update(c->root, j->boxes[0], &j->quota[0].limit, 0,
+                              false, &j->quota[0].usage) == 0)
+            j->quota[0].counted = 1;
 }
 
 /* ---- public ----------------------------------------------------------- */
@@ -484,6 +497,29 @@ void committer_submit(struct committer *c, struct commit_job *job)
     job->work.run = NULL;
     job->work.done = committer_job_done;
     worker_submit(c->thread, &job->work);
+}
+
+int committer_refresh(struct committer *c, const char *top,
+                      const struct quota_limit *lim)
+{
+    struct commit_job *job = calloc(1, sizeof *job);
+    if (job == NULL)
+        return -1;
+    job->msg.fd = -1;
+    job->refresh = 1;
+    job->boxes = calloc(1, sizeof *job->boxes);
+    job->quota = calloc(1, sizeof *job->quota);
+    if (job->boxes == NULL || job->quota == NULL
+        || (job->boxes[0] = strdup(top)) == NULL) {
+        committer_job_release(job);
+        errno = ENOMEM;
+        return -1;
+    }
+    job->nboxes = 1;
+    job->quota[0].limit = *lim;
+    job->work.done = committer_job_done;
+    worker_submit(c->thread, &job->work);
+    return 0;
 }
 
 void committer_flush(struct committer *c)

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -332,19 +333,23 @@ struct quota_box {
     struct quota_usage used;
     uint64_t holds;             /* transactions open to it */
     uint64_t held_bytes;        /* the SIZE= they declared */
+    double refresh_at;          /* when last read again (monotonic s) */
 };
 
 static struct {
     struct quota_limit dflt;
     quota_user_fn user;
+    quota_refresh_fn refresh;
     struct quota_box *v;        /* sorted by name */
     size_t n, cap;
 } quota;
 
-void quota_setup(const struct quota_limit *dflt, quota_user_fn user)
+void quota_setup(const struct quota_limit *dflt, quota_user_fn user,
+                 quota_refresh_fn refresh)
 {
     quota.dflt = dflt ? *dflt : (struct quota_limit){ 0, 0 };
     quota.user = user;
+    quota.refresh = refresh;
 }
 
 struct quota_limit quota_limit_of(const char *top)
@@ -437,19 +442,37 @@ static bool quota_among(char *const *v, size_t n, const char *top)
     return false;
 }
 
+static double quota_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A full mailbox is read again, once a second at most. */
+static enum quota_verdict quota_full(struct quota_box *b,
+                                     const struct quota_limit *lim)
+{
+    double now = quota_now();
+    if (quota.refresh && (b->refresh_at == 0 || now - b->refresh_at >= 1.0)) {
+        b->refresh_at = now;
+        quota.refresh(b->name, lim);
+    }
+    return QUOTA_FULL;
+}
+
 static enum quota_verdict quota_judge(const char *top, bool has_size,
                                       uint64_t size, uint64_t max_size)
 {
     struct quota_limit lim = quota_limit_of(top);
-    const struct quota_box *b = quota_find(top, false);
+    struct quota_box *b = quota_find(top, false);
     if ((lim.bytes == 0 && lim.count == 0) || b == NULL || !b->known)
         return QUOTA_OK;
     int64_t used = b->used.bytes > 0 ? b->used.bytes : 0;
     int64_t count = b->used.count > 0 ? b->used.count : 0;
-    if (lim.bytes && (uint64_t)used >= lim.bytes)
-        return QUOTA_FULL;
-    if (lim.count && (uint64_t)count >= lim.count)
-        return QUOTA_FULL;
+    if ((lim.bytes && (uint64_t)used >= lim.bytes)
+        || (lim.count && (uint64_t)count >= lim.count))
+        return quota_full(b, &lim);
     uint64_t room = lim.bytes ? lim.bytes - (uint64_t)used : UINT64_MAX;
     if (has_size && lim.bytes && (b->held_bytes > room
                                   || size > room - b->held_bytes))

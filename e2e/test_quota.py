@@ -6,6 +6,7 @@ open transactions, an alias with a full mailbox) and 452 4.2.2 (a second
 transaction without SIZE= near the limit); kill -9 right after the 250s."""
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -105,6 +106,30 @@ def test_full_mailbox_gets_552(start_server, connect):
     assert c.cmd("RCPT TO:<Alice+x@localhost>") == "552 5.2.2 Mailbox full"
     assert c.cmd("RCPT TO:<bob@localhost>").startswith("250 2.1.5")
     assert "rcpt rejected TO:<alice@localhost>: 552 5.2.2" in srv.log_text()
+
+
+def test_room_made_by_an_expunge_is_seen(start_server, connect):
+    """Dovecot records an expunge as a negative line; RCPT's 552 asks for
+    the file to be read again, so a later RCPT sees the room."""
+    srv = start_server("-u", "alice:x", "--quota", "1k")
+    deliver(connect, srv, ["alice@localhost"])
+    deliver(connect, srv, ["alice@localhost"])
+    reply, c = rcpt(connect, srv, "alice@localhost")
+    assert reply == "552 5.2.2 Mailbox full"
+    gone = 0
+    for f in srv.new_files("alice"):
+        gone += int(re.search(r",S=(\d+)", f.name).group(1))
+        f.unlink()
+    with open(srv.root / "alice" / "maildirsize", "ab") as f:
+        f.write(b"-%d -2\n" % gone)
+    deadline = time.monotonic() + 30
+    while True:             # a client that tries again later
+        c.close()
+        reply, c = rcpt(connect, srv, "alice@localhost")
+        if reply != "552 5.2.2 Mailbox full" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert reply.startswith("250 2.1.5")
 
 
 def test_message_count_limit(start_server, connect):

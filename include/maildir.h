@@ -117,6 +117,8 @@ struct commit_job {
         struct quota_usage usage;   /* maildirsize's total after it */
         int counted;
     } *quota;
+    int refresh;                    /* committer_refresh's: no message, only
+                                       the first box's maildirsize read */
     /* set by the committer before done() */
     int error;                      /* 0, or the errno of the step that failed */
     struct commit_job *next;        /* the batch, on the committer's thread */
@@ -145,6 +147,14 @@ void committer_flush(struct committer *c);
  * new/<sec>.<ID>.<host>,S=<size> exists and is durable; on failure
  * nothing of the message is left in any new/ or tmp/. 0, or -1 with errno. */
 int committer_attach(struct committer *c, struct selector *sel);
+
+/* Queues a read of the maildirsize of mailbox top (recounted if it must
+ * be, as after a delivery) on the committer's thread, in order with the
+ * deliveries; the usage in memory is updated when it is back. For a
+ * mailbox found full: another program (an IMAP client's expunge) may
+ * have made room since. 0, or -1 with errno (ENOMEM). */
+int committer_refresh(struct committer *c, const char *top,
+                      const struct quota_limit *lim);
 
 /* Jobs submitted and not yet collected. */
 size_t committer_pending(const struct committer *c);

@@ -69,8 +69,16 @@ int quota_file_update(const char *root, const char *top,
 /* A user's own limit: 1 with *out filled in, 0 when the user has none. */
 typedef int (*quota_user_fn)(const char *box, struct quota_limit *out);
 
-/* The default limit (NULL or all 0: none) and where users' own come from. */
-void quota_setup(const struct quota_limit *dflt, quota_user_fn user);
+/* Asks for top's maildirsize to be read again off the loop thread, the
+ * result coming back through quota_delivered (committer_refresh). */
+typedef void (*quota_refresh_fn)(const char *top, const struct quota_limit *lim);
+
+/* The default limit (NULL or all 0: none), where users' own come from,
+ * and how a full mailbox is read again (NULL: never; then only
+ * deliveries update the usage): at most once a second per mailbox, when
+ * RCPT finds it full, since an IMAP client may have removed messages. */
+void quota_setup(const struct quota_limit *dflt, quota_user_fn user,
+                 quota_refresh_fn refresh);
 
 /* The limit of mailbox top ("name", never a folder). */
 struct quota_limit quota_limit_of(const char *top);

@@ -175,10 +175,17 @@ static int user_limit(const char *box, struct quota_limit *out)
     return 1;
 }
 
+static int refreshed;
+
+static void refresh(const char *top, const struct quota_limit *lim)
+{
+    refreshed += strcmp(top, "al") == 0 && lim->bytes == 1000;
+}
+
 static void test_verdicts(void)
 {
     struct quota_limit d = { 1000, 3 };
-    quota_setup(&d, user_limit);
+    quota_setup(&d, user_limit, refresh);
     struct quota_usage u = { 500, 1 };
     quota_delivered("al", &u);
     char *al[] = { "al" }, *folder[] = { "al/.news" }, *two[] = { "bo", "al" };
@@ -199,6 +206,9 @@ static void test_verdicts(void)
     u = (struct quota_usage){ 1000, 1 };
     quota_delivered("al", &u);
     CHECK(quota_hold(NULL, 0, two, 2, false, 0, 1) == QUOTA_FULL);
+    CHECK(refreshed == 1);      /* asked to be read again, once a second */
+    CHECK(quota_hold(NULL, 0, two, 2, false, 0, 1) == QUOTA_FULL);
+    CHECK(refreshed == 1);
     u = (struct quota_usage){ 10, 3 };
     quota_delivered("al", &u);
     CHECK(quota_hold(NULL, 0, al, 1, true, 1, 1) == QUOTA_FULL);
