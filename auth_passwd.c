@@ -477,6 +477,15 @@ const struct users_entry *passwd_find(const char *name)
     return userdb_find(passwd_db, name);
 }
 
+int passwd_quota(const char *name, struct quota_limit *out)
+{
+    const struct users_entry *e = userdb_find(passwd_db, name);
+    if (e == NULL || !e->has_quota)
+        return 0;
+    *out = e->quota;
+    return 1;
+}
+
 const char *passwd_costliest_hash(void)
 {
     return passwd_db && passwd_db->costliest ? passwd_db->costliest->hash : NULL;

@@ -188,6 +188,34 @@ static int users_blank(const char *line, size_t len)
     return 1;
 }
 
+/* The extra fields: what follows the seventh colon, space-separated. */
+static int users_extra_fields(const char *line, size_t len,
+                              struct users_line *out, const char **why)
+{
+    static const char key[] = "userdb_quota_rule=";
+    size_t pos = 0;
+    out->has_quota = 0;
+    for (int colons = 0; colons < 7; colons++) {
+        const char *c = memchr(line + pos, ':', len - pos);
+        if (c == NULL)
+            return 0;
+        pos = (size_t)(c - line) + 1;
+    }
+    while (pos < len) {
+        const char *sp = memchr(line + pos, ' ', len - pos);
+        size_t flen = sp ? (size_t)(sp - line) - pos : len - pos;
+        const char *f = line + pos;
+        if (flen > sizeof key - 1 && memcmp(f, key, sizeof key - 1) == 0) {
+            if (quota_parse_rule(f + sizeof key - 1, flen - (sizeof key - 1),
+                                 &out->quota, why) < 0)
+                return -1;
+            out->has_quota = 1;
+        }
+        pos += flen + 1;
+    }
+    return 0;
+}
+
 enum users_result users_parse_line(const char *line, size_t len,
                                    struct users_line *out, const char **why)
 {
@@ -213,6 +241,8 @@ enum users_result users_parse_line(const char *line, size_t len,
     const char *end = memchr(out->hash, ':', len - out->name_len - 1);
     out->hash_len = end ? (size_t)(end - out->hash) : len - out->name_len - 1;
     if (users_scheme(out, why) < 0 || !users_hash_ok(out, why))
+        return USERS_LINE_BAD;
+    if (users_extra_fields(line, len, out, why) < 0)
         return USERS_LINE_BAD;
     return USERS_LINE_USER;
 }
@@ -253,6 +283,8 @@ int userdb_add(struct userdb *db, const char *name, size_t name_len,
     e->name = strndup(name, name_len);
     e->hash = strndup(hash, hash_len);
     e->scheme = scheme;
+    e->has_quota = 0;
+    e->quota = (struct quota_limit){ 0, 0 };
     e->file = NULL;
     e->line = 0;
     if (e->name == NULL || e->hash == NULL) {
@@ -291,6 +323,8 @@ int userdb_parse_text(struct userdb *db, const char *text, size_t len,
                 return -1;
             }
             db->v[db->n - 1].line = *line_no;
+            db->v[db->n - 1].has_quota = l.has_quota;
+            db->v[db->n - 1].quota = l.quota;
             break;
         }
         pos += llen + 1;

@@ -35,6 +35,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
+#include "maildir_quota.h"
 #include "worker.h"
 
 struct committer {
@@ -240,6 +242,33 @@ static void committer_link_job(const struct committer *c, struct commit_job *j)
     }
 }
 
+/* ---- step 2b: the quota accounting ----------------------------------- */
+
+/* One "size 1" line in the maildirsize of each limited box's mailbox,
+ * right after the job's links, so a recalculation there counts this
+ * message once and the next job's not yet. A failure is logged and the
+ * delivery stands: the file is recalculated the next time. */
+static void committer_count_job(const struct committer *c,
+                                struct commit_job *j, int exact)
+{
+    char top[MAILDIR_NAME_MAX + 1];
+    if (j->error || j->quota == NULL)
+        return;
+    for (size_t i = 0; i < j->nboxes; i++) {
+        struct commit_quota *q = &j->quota[i];
+        if (committer_box_repeated(j, i)
+            || (q->limit.bytes == 0 && q->limit.count == 0))
+            continue;
+        quota_top(j->boxes[i], top, sizeof top);
+        if (quota_file_update(c->root, top, &q->limit, j->msg.size,
+                              exact, &q->usage) == 0)
+            q->counted = 1;
+        else
+            log_warn("quota: %s/%s/maildirsize: %s", c->root, top,
+                     strerror(errno));
+    }
+}
+
 /* ---- step 3: the directory entries ------------------------------------ */
 
 static int committer_sync_new_dir(const struct committer *c, const char *box)
@@ -336,25 +365,40 @@ static void committer_run_batch(struct committer *c,
 {
     int exact = committer_sync_data(c, batch);
     for (struct commit_job *j = batch; j; j = j->next)
-        if (!j->error)
+        if (!j->error) {
             committer_link_job(c, j);
+            committer_count_job(c, j, exact);
+        }
     committer_sync_links(c, batch, exact);
     for (struct commit_job *j = batch; j; j = j->next)
         if (j->msg.tmp_path)
             unlink(j->msg.tmp_path);
 }
 
-/* The worker's batch, in submission order, as a list of our jobs. */
+/* The worker's batch, in submission order, as a list of our jobs; the
+ * reads of maildirsize (committer_refresh) after the deliveries. */
 static void committer_batch(struct worker_job *list, void *arg)
 {
+    struct committer *c = arg;
     struct commit_job *batch = NULL, **tail = &batch;
+    struct commit_job *reads = NULL, **rtail = &reads;
     for (struct worker_job *w = list; w; w = w->next) {
         struct commit_job *j = (struct commit_job *)w;
         j->next = NULL;
-        *tail = j;
-        tail = &j->next;
+        if (j->refresh) {
+            *rtail = j;
+            rtail = &j->next;
+        } else {
+            *tail = j;
+            tail = &j->next;
+        }
     }
-    committer_run_batch(arg, batch);
+    if (batch)
+        committer_run_batch(c, batch);
+    for (struct commit_job *j = reads; j; j = j->next)
+        if (quota_file_update(c->root, j->boxes[0], &j->quota[0].limit, 0,
+                              false, &j->quota[0].usage) == 0)
+            j->quota[0].counted = 1;
 }
 
 /* ---- public ----------------------------------------------------------- */
@@ -412,6 +456,7 @@ static void committer_job_release(struct commit_job *job)
     for (size_t i = 0; i < job->nboxes; i++)
         free(job->boxes[i]);
     free(job->boxes);
+    free(job->quota);
     free(job->msg.tmp_path);
     free(job);
 }
@@ -420,6 +465,12 @@ static void committer_job_release(struct commit_job *job)
 static void committer_job_done(struct worker_job *w)
 {
     struct commit_job *job = (struct commit_job *)w;
+    char top[MAILDIR_NAME_MAX + 1];
+    for (size_t i = 0; job->quota && !job->error && i < job->nboxes; i++)
+        if (job->quota[i].counted) {
+            quota_top(job->boxes[i], top, sizeof top);
+            quota_delivered(top, &job->quota[i].usage);
+        }
     if (job->done)
         job->done(job);
     committer_job_release(job);
@@ -429,11 +480,46 @@ static void committer_job_done(struct worker_job *w)
  * loop turn, so everything one turn produced goes into one batch. */
 void committer_submit(struct committer *c, struct commit_job *job)
 {
+    char top[MAILDIR_NAME_MAX + 1];
     job->next = NULL;
     job->error = 0;
+    job->quota = NULL;
+    for (size_t i = 0; i < job->nboxes; i++) {
+        quota_top(job->boxes[i], top, sizeof top);
+        struct quota_limit lim = quota_limit_of(top);
+        if (lim.bytes == 0 && lim.count == 0)
+            continue;
+        if (job->quota == NULL
+            && (job->quota = calloc(job->nboxes, sizeof *job->quota)) == NULL)
+            break;      /* uncounted: recalculated at the next start */
+        job->quota[i].limit = lim;
+    }
     job->work.run = NULL;
     job->work.done = committer_job_done;
     worker_submit(c->thread, &job->work);
+}
+
+int committer_refresh(struct committer *c, const char *top,
+                      const struct quota_limit *lim)
+{
+    struct commit_job *job = calloc(1, sizeof *job);
+    if (job == NULL)
+        return -1;
+    job->msg.fd = -1;
+    job->refresh = 1;
+    job->boxes = calloc(1, sizeof *job->boxes);
+    job->quota = calloc(1, sizeof *job->quota);
+    if (job->boxes == NULL || job->quota == NULL
+        || (job->boxes[0] = strdup(top)) == NULL) {
+        committer_job_release(job);
+        errno = ENOMEM;
+        return -1;
+    }
+    job->nboxes = 1;
+    job->quota[0].limit = *lim;
+    job->work.done = committer_job_done;
+    worker_submit(c->thread, &job->work);
+    return 0;
 }
 
 void committer_flush(struct committer *c)

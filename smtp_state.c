@@ -54,6 +54,7 @@ void session_set_state(struct session *s, enum session_state st)
 
 static void session_free_rcpts(struct session *s)
 {
+    quota_release(s->boxes, s->nboxes, s->mail_has_size, s->mail_size);
     for (size_t i = 0; i < s->nrcpts; i++)
         free(s->rcpts[i]);
     for (size_t i = 0; i < s->nboxes; i++)
@@ -68,6 +69,8 @@ void session_reset_transaction(struct session *s)
     s->sender = NULL;
     s->smtputf8 = false;
     session_free_rcpts(s);
+    s->mail_has_size = false;
+    s->mail_size = 0;
     s->body_size = 0;
     s->message_start = 0;
     s->too_big = false;

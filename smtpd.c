@@ -333,6 +333,15 @@ static int serve(const struct config *cfg, struct selector *sel, struct committe
     return 0;
 }
 
+/* A full mailbox's maildirsize read again, in order with the deliveries. */
+static struct committer *quota_committer;
+
+static void quota_reread(const char *top, const struct quota_limit *lim)
+{
+    if (committer_refresh(quota_committer, top, lim) < 0)
+        log_warn("quota: cannot reread %s: %s", top, strerror(errno));
+}
+
 int main(int argc, char **argv)
 {
     struct config cfg;
@@ -345,6 +354,9 @@ int main(int argc, char **argv)
     prepare_mailboxes(&cfg);
     passwd_start_mailboxes();
     addr_start(&cfg);
+    quota_setup(&cfg.quota, passwd_quota, NULL);
+    if (quota_load(cfg.root) < 0)
+        log_warn("quota: cannot list %s: %s", cfg.root, strerror(errno));
     stats_init();
     signals_install();
     transform_configure(cfg.transform_cmd, cfg.timeout_s);
@@ -357,6 +369,8 @@ int main(int argc, char **argv)
         return 1;
     }
     session_init(&cfg, sel, c);
+    quota_committer = c;
+    quota_setup(&cfg.quota, passwd_quota, quota_reread);
     struct limits_conf limits = { cfg.client_limit, cfg.client_rate,
                                   cfg.message_rate };
     selector_set_turn_hook(sel, on_turn, c);
@@ -392,6 +406,7 @@ int main(int argc, char **argv)
     log_close();
     passwd_free();
     addr_free();
+    quota_free();
     limits_free();
     args_free(&cfg);
     free(resolved_root);

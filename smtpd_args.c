@@ -17,6 +17,7 @@
 #include "smtpd_args.h"
 #include "parser.h"
 #include "smtp_limits.h"
+#include "maildir_quota.h"
 #include "transport_tls.h"
 
 static const char usage_text[] =
@@ -31,6 +32,7 @@ static const char usage_text[] =
     "             [--proxy-from ADDR[/PREFIX]]... [--vrfy on|auth|off]\n"
     "             [--monitor-token-file FILE] [--metrics ADDR:PORT]\n"
     "             [--recipient-delimiter CHARS] [--aliases FILE]\n"
+    "             [--quota BYTES[:COUNT]]\n"
     "             [--client-limit N] [--client-rate N] [--message-rate N]\n"
     "             [--limit-exempt ADDR[/PREFIX]]...\n"
     "\n"
@@ -86,6 +88,11 @@ static const char usage_text[] =
     "                     has one; up to 8 of + - _ . =, \"\" for none (+)\n"
     "  --aliases FILE     local aliases, lines name: target, target...; \"*\"\n"
     "                     catches the rest; reread on SIGHUP (none)\n"
+    "  --quota BYTES[:COUNT]\n"
+    "                     every mailbox's limit (suffixes k M G), kept in its\n"
+    "                     maildirsize; RCPT gets 552 5.2.2 when full; a\n"
+    "                     passwd-file user's userdb_quota_rule=*:storage=N\n"
+    "                     [:messages=M] (N in KiB) is that user's (none)\n"
     "  --client-limit N   most connections open at once per client address\n"
     "                     (an IPv6 client by its /64); the next gets 421 4.7.0\n"
     "                     (0 = none)\n"
@@ -105,7 +112,7 @@ enum {
     OPT_VRFY,
     OPT_TOKEN_FILE,
     OPT_METRICS,
-    OPT_DELIMITER, OPT_ALIASES,
+    OPT_DELIMITER, OPT_ALIASES, OPT_QUOTA,
     OPT_CLIENT_LIMIT, OPT_CLIENT_RATE, OPT_MESSAGE_RATE, OPT_LIMIT_EXEMPT,
 };
 
@@ -121,6 +128,7 @@ static const struct option long_options[] = {
     { "metrics",     required_argument, NULL, OPT_METRICS },
     { "recipient-delimiter", required_argument, NULL, OPT_DELIMITER },
     { "aliases",     required_argument, NULL, OPT_ALIASES },
+    { "quota",       required_argument, NULL, OPT_QUOTA },
     { "client-limit", required_argument, NULL, OPT_CLIENT_LIMIT },
     { "client-rate", required_argument, NULL, OPT_CLIENT_RATE },
     { "message-rate", required_argument, NULL, OPT_MESSAGE_RATE },
@@ -366,6 +374,10 @@ static void args_option(struct config *cfg, int opt, char *arg)
 {
     switch (opt) {
     case OPT_DELIMITER: args_delimiter(cfg, arg); break;
+    case OPT_QUOTA:
+        if (quota_parse_limit(arg, &cfg->quota) < 0)
+            args_die("bad --quota '%s': BYTES[:COUNT], suffixes k M G", arg);
+        break;
     case OPT_ALIASES:
         if (arg[0] == '\0')
             args_die("empty --aliases%s", "");

@@ -39,6 +39,10 @@ void passwd_reload(void);
 /* The entry of user name (any case), or NULL. */
 const struct users_entry *passwd_find(const char *name);
 
+/* The limit a user's userdb_quota_rule sets: 1 with *out, else 0
+ * (a quota_user_fn of maildir_quota.h). */
+int passwd_quota(const char *name, struct quota_limit *out);
+
 /* The hash of the entry dearest to check, or NULL (no crypt entries). */
 const char *passwd_costliest_hash(void);
 

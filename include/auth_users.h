@@ -8,6 +8,8 @@
 
 #include <stddef.h>
 
+#include "maildir_quota.h"
+
 enum users_scheme {
     USERS_CRYPT,        /* a crypt(3) string, checked with crypt_r */
     USERS_PLAIN,        /* the password itself, compared in constant time */
@@ -20,6 +22,8 @@ struct users_line {
     const char *hash;       /* without its {SCHEME} prefix */
     size_t hash_len;
     enum users_scheme scheme;
+    int has_quota;          /* the extra field userdb_quota_rule was given */
+    struct quota_limit quota;
 };
 
 enum users_result {
@@ -29,7 +33,10 @@ enum users_result {
 };
 
 /*
- * Parses "user:{SCHEME}hash[:ignored fields]" (line[0..len), no newline).
+ * Parses "user:{SCHEME}hash[:uid:gid:gecos:home:shell:extra fields]"
+ * (line[0..len), no newline). Of the extra fields (after the seventh
+ * colon, separated by spaces) userdb_quota_rule=*:storage=N[:messages=M]
+ * is read (maildir_quota.h), the others ignored, as are uid to shell.
  * The user must be a valid local-part; the scheme one of SHA512-CRYPT,
  * SHA256-CRYPT, BLF-CRYPT, CRYPT, PLAIN (any case), or absent with a bare
  * crypt(3) string; the hash must have its scheme's form.
@@ -41,6 +48,8 @@ struct users_entry {
     char *name;                 /* lowercase */
     char *hash;
     enum users_scheme scheme;
+    int has_quota;              /* its own limit, from userdb_quota_rule */
+    struct quota_limit quota;
     const char *file;           /* where it was read (the caller's), or NULL */
     size_t line;                /* its line there, 1-based; 0: not from a file */
 };

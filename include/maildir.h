@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <time.h>
+#include "maildir_quota.h"
 #include "worker.h"
 
 #define MAILDIR_ID_MAX   32     /* queue ID: 1-32 of [A-Za-z0-9] */
@@ -109,6 +110,15 @@ struct commit_job {
     size_t nboxes;
     void (*done)(struct commit_job *job);   /* run on the loop's thread */
     void *data;                     /* the caller's; may be set to NULL to detach */
+    /* set by committer_submit: per box, its mailbox's limit (NULL when no
+     * box has one); the committer's thread counts each delivery there */
+    struct commit_quota {
+        struct quota_limit limit;
+        struct quota_usage usage;   /* maildirsize's total after it */
+        int counted;
+    } *quota;
+    int refresh;                    /* committer_refresh's: no message, only
+                                       the first box's maildirsize read */
     /* set by the committer before done() */
     int error;                      /* 0, or the errno of the step that failed */
     struct commit_job *next;        /* the batch, on the committer's thread */
@@ -122,7 +132,10 @@ struct committer *committer_new(const char *root);
 void committer_free(struct committer *c);
 
 /* Queues a job; it is flushed with the next batch. The job's file must be
- * complete (no more writes). */
+ * complete (no more writes). Each box whose mailbox has a quota gets a
+ * line in its maildirsize before the job is reported done (and before
+ * the batch's final flush, which makes it durable with the links); the
+ * cached usage (maildir_quota.h) is updated before done() runs. */
 void committer_submit(struct committer *c, struct commit_job *job);
 
 /* Hands the queued jobs to the thread if it is idle; call once per loop
@@ -134,6 +147,14 @@ void committer_flush(struct committer *c);
  * new/<sec>.<ID>.<host>,S=<size> exists and is durable; on failure
  * nothing of the message is left in any new/ or tmp/. 0, or -1 with errno. */
 int committer_attach(struct committer *c, struct selector *sel);
+
+/* Queues a read of the maildirsize of mailbox top (recounted if it must
+ * be, as after a delivery) on the committer's thread, in order with the
+ * deliveries; the usage in memory is updated when it is back. For a
+ * mailbox found full: another program (an IMAP client's expunge) may
+ * have made room since. 0, or -1 with errno (ENOMEM). */
+int committer_refresh(struct committer *c, const char *top,
+                      const struct quota_limit *lim);
 
 /* Jobs submitted and not yet collected. */
 size_t committer_pending(const struct committer *c);

@@ -37,6 +37,7 @@ enum reply_id {
     R_CLIENT_LIMIT,     /* 421 4.7.0 --client-limit */
     R_CLIENT_RATE,      /* 421 4.7.0 --client-rate */
     R_LOCAL_ERROR,      /* 451 4.3.0 */
+    R_MAILBOX_BUSY,     /* 452 4.2.2 near its quota, a transaction open */
     R_NO_SPACE,         /* 452 4.3.1 */
     R_TOO_MANY_RCPTS,   /* 452 4.5.3 */
     R_MESSAGE_RATE,     /* 452 4.7.0 --message-rate */
@@ -65,6 +66,7 @@ enum reply_id {
     R_AUTH_NEEDS_TLS,   /* 538 5.7.11 (RFC 4954) */
     R_NO_MAILBOX,       /* 550 5.1.1 */
     R_RELAY_DENIED,     /* 550 5.7.1 */
+    R_MAILBOX_FULL,     /* 552 5.2.2 over its quota */
     R_TOO_BIG,          /* 552 5.3.4 */
     R_VRFY_AMBIGUOUS,   /* 553 5.1.4 (multi-line, candidates) */
     R_VRFY_CANDIDATE,   /* 553 5.1.4 <%s@%s>, one line of the above */

@@ -99,6 +99,8 @@ struct session {
     /* the transaction */
     char *sender;                       /* bare address, "" for <> */
     bool smtputf8;                      /* MAIL carried SMTPUTF8 (RFC 6531) */
+    bool mail_has_size;                 /* MAIL carried SIZE= */
+    uint64_t mail_size;                 /* its value: quotas count it */
     char **rcpts;                       /* addresses as accepted */
     size_t nrcpts, rcpt_cap;
     char **boxes;                       /* the folders they reach, each once:

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "log.h"
+#include "maildir_quota.h"
 #include "smtp_proxy.h"
 
 #define ARGS_MAX_ADDRS  16
@@ -58,6 +59,7 @@ struct config {
     uint16_t metrics_port;                  /* --metrics :PORT, 0 = off */
     char delimiters[9];                     /* --recipient-delimiter, "+" */
     const char *aliases_file;               /* --aliases, NULL = none */
+    struct quota_limit quota;               /* --quota, 0 = none */
     unsigned client_limit;                  /* --client-limit, 0 = none */
     unsigned client_rate;                   /* --client-rate, 0 = none */
     unsigned message_rate;                  /* --message-rate, 0 = none */

@@ -145,7 +145,38 @@ static void test_costliest(void)
     userdb_free(db);
 }
 
+static void test_quota_rule(void)
+{
+    struct users_line l;
+    const char *why;
+    CHECK(parse("a:{PLAIN}x", &l, &why) == USERS_LINE_USER && !l.has_quota);
+    CHECK(parse("a:{PLAIN}x:1:2:g:/h:/s:userdb_quota_rule=*:storage=10 x=y",
+                &l, &why) == USERS_LINE_USER);
+    CHECK(l.has_quota && l.quota.bytes == 10240 && l.quota.count == 0);
+    CHECK(l.hash_len == 1);
+    CHECK(parse("a:{PLAIN}x::::::other=1 userdb_quota_rule=*:bytes=5:messages=2",
+                &l, &why) == USERS_LINE_USER);
+    CHECK(l.has_quota && l.quota.bytes == 5 && l.quota.count == 2);
+    /* before the seventh colon it is not an extra field */
+    CHECK(parse("a:{PLAIN}x:userdb_quota_rule=*:storage=1", &l, &why)
+          == USERS_LINE_USER && !l.has_quota);
+    CHECK(parse("a:{PLAIN}x::::::userdb_quota_rule=*:storage=1X", &l, &why)
+          == USERS_LINE_BAD && why != NULL);
+    struct userdb *db = userdb_new();
+    size_t line;
+    static const char text[] =
+        "a:{PLAIN}x::::::userdb_quota_rule=*:storage=1M\nb:{PLAIN}y\n";
+    CHECK(userdb_parse_text(db, text, sizeof text - 1, &line, &why) == 0);
+    CHECK(userdb_finish(db, &why) == 0);
+    const struct users_entry *e = userdb_find(db, "a");
+    CHECK(e && e->has_quota && e->quota.bytes == 1 << 20);
+    e = userdb_find(db, "b");
+    CHECK(e && !e->has_quota);
+    userdb_free(db);
+}
+
 UNIT_MAIN("users",
+          { "quota_rule", test_quota_rule },
           { "good_lines", test_good_lines },
           { "skipped_lines", test_skipped_lines },
           { "bad_lines", test_bad_lines },

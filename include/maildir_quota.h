@@ -1,0 +1,123 @@
+/*
+ * maildir_quota.h - mailbox quotas as Maildir++ keeps them: the limits
+ * (--quota, a user's own rule), the maildirsize file at a mailbox's top
+ * (read, appended to and recalculated on the committer's thread, or at
+ * start), and the usage cached in memory that RCPT asks on the loop
+ * thread without touching the disk. Knows nothing of SMTP.
+ */
+#ifndef MAILDIR_QUOTA_H
+#define MAILDIR_QUOTA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A limit; 0 in a part means that part is not limited. */
+struct quota_limit {
+    uint64_t bytes;
+    uint64_t count;
+};
+
+/* What maildirsize adds up to (its lines may be negative: other
+ * programs record expunges so). */
+struct quota_usage {
+    int64_t bytes;
+    int64_t count;
+};
+
+/* ---- parsing, pure ---------------------------------------------------- */
+
+/*
+ * s[0..len) as a size: digits, then at most one of k, M, G (powers of
+ * 1024); a bare number is multiplied by unit. 0, or -1 when it does not
+ * parse or overflows.
+ */
+int quota_parse_size(const char *s, size_t len, uint64_t unit, uint64_t *out);
+
+/* --quota BYTES[:COUNT] (BYTES may be 0: no byte limit). 0, or -1. */
+int quota_parse_limit(const char *arg, struct quota_limit *out);
+
+/*
+ * The value of Dovecot's userdb_quota_rule field, "*:storage=N" (a bare
+ * N in KiB), "*:bytes=N" (bytes) and/or ":messages=M", any order after
+ * "*". 0, or -1 with *why (a static string).
+ */
+int quota_parse_rule(const char *v, size_t len, struct quota_limit *out,
+                     const char **why);
+
+/* The first line of maildirsize for lim: "NS,MC", only the parts set,
+ * with its newline; how many bytes (< size), 0 for no limit at all. */
+size_t quota_limit_line(const struct quota_limit *lim, char *dst, size_t size);
+
+/* ---- maildirsize, on the committer's thread (or at start) ------------ */
+
+/*
+ * Brings root/top/maildirsize up to date for lim and, with add, appends
+ * the line "add 1" (O_APPEND); then *out is its total. The file is
+ * created, or rewritten from the sizes of the files in new/ and cur/ of
+ * the mailbox and its folders, when it is missing, unreadable, over
+ * 5120 bytes, or its limit line differs from lim's. With sync the file
+ * (and after a rewrite the mailbox directory) is fsync'd. 0, or -1
+ * with errno.
+ */
+int quota_file_update(const char *root, const char *top,
+                      const struct quota_limit *lim, uint64_t add, bool sync,
+                      struct quota_usage *out);
+
+/* ---- the limits and the cache, on the loop thread -------------------- */
+
+/* A user's own limit: 1 with *out filled in, 0 when the user has none. */
+typedef int (*quota_user_fn)(const char *box, struct quota_limit *out);
+
+/* Asks for top's maildirsize to be read again off the loop thread, the
+ * result coming back through quota_delivered (committer_refresh). */
+typedef void (*quota_refresh_fn)(const char *top, const struct quota_limit *lim);
+
+/* The default limit (NULL or all 0: none), where users' own come from,
+ * and how a full mailbox is read again (NULL: never; then only
+ * deliveries update the usage): at most once a second per mailbox, when
+ * RCPT finds it full, since an IMAP client may have removed messages. */
+void quota_setup(const struct quota_limit *dflt, quota_user_fn user,
+                 quota_refresh_fn refresh);
+
+/* The limit of mailbox top ("name", never a folder). */
+struct quota_limit quota_limit_of(const char *top);
+
+/* The mailbox of a box "name" or "name/.folder", into dst (65 bytes). */
+void quota_top(const char *box, char *dst, size_t size);
+
+/*
+ * At start, before clients are served: reads (or recalculates) the
+ * maildirsize of every mailbox under root that has a limit, and caches
+ * its usage. 0, or -1 with errno (a mailbox that fails is logged and
+ * left uncached: it is not checked until its next delivery).
+ */
+int quota_load(const char *root);
+
+/* The committer's totals for top after a delivery. */
+void quota_delivered(const char *top, const struct quota_usage *u);
+
+enum quota_verdict {
+    QUOTA_OK,       /* the new mailboxes are held for this transaction */
+    QUOTA_FULL,     /* one is at or over its limit, or SIZE would take it over */
+    QUOTA_BUSY,     /* one is within max_size of its limit and already has
+                       an open transaction (no SIZE given) */
+};
+
+/*
+ * RCPT: the mailboxes of dests[0..n) that held[0..nheld) (the
+ * transaction's folders so far) does not reach yet are checked; when all
+ * pass they are held for the transaction (its declared size, if any,
+ * counted as on its way). In memory only.
+ */
+enum quota_verdict quota_hold(char *const *held, size_t nheld,
+                              char *const *dests, size_t n,
+                              bool has_size, uint64_t size, uint64_t max_size);
+
+/* The transaction that held the mailboxes of boxes[0..n) is over. */
+void quota_release(char *const *boxes, size_t n, bool has_size,
+                   uint64_t size);
+
+void quota_free(void);
+
+#endif
