@@ -42,7 +42,7 @@ SERVER_SRC = smtpd.c smtpd_args.c log.c stats.c \
              smtp_bdat.c smtp_utf8.c \
              parser.c \
              auth_sasl.c auth_login.c auth_throttle.c auth_users.c auth_passwd.c \
-             maildir.c maildir_commit.c maildir_spool.c maildir_quota.c \
+             maildir.c maildir_commit.c maildir_spool.c maildir_quota.c maildir_quota_rule.c \
              transport.c transform.c transform_errpipe.c monitor.c \
              selector.c selector_$(SELECTOR).c worker.c buffer.c \
              metrics.c metrics_http.c \
@@ -194,9 +194,11 @@ build/fuzz/fuzz_http: fuzz/fuzz_http.c metrics_http.c $(wildcard include/*.h)
 	mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_http.c metrics_http.c -o $@
 
-build/fuzz/fuzz_users: fuzz/fuzz_users.c auth_users.c parser.c smtp_utf8.c $(wildcard include/*.h)
+build/fuzz/fuzz_users: fuzz/fuzz_users.c auth_users.c parser.c smtp_utf8.c \
+                       maildir_quota_rule.c $(wildcard include/*.h)
 	mkdir -p build/fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_users.c auth_users.c parser.c smtp_utf8.c -o $@
+	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_users.c auth_users.c parser.c smtp_utf8.c \
+	  maildir_quota_rule.c -o $@
 
 build/fuzz/fuzz_aliases: fuzz/fuzz_aliases.c addr_aliases.c $(wildcard include/*.h)
 	mkdir -p build/fuzz

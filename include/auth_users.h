@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#include "maildir_quota.h"
+#include "maildir_quota_rule.h"
 
 enum users_scheme {
     USERS_CRYPT,        /* a crypt(3) string, checked with crypt_r */
