@@ -43,7 +43,8 @@ static int aliases_nomem(struct aliases_parse *p)
 }
 
 /* The length of the one UTF-8 character at s that a local-part may hold
- * (SPEC 13: not ASCII, not a C1 control U+0080-U+009F), or 0 for a broken
+ * (as in addresses under SMTPUTF8: not ASCII, not a C1 control
+ * U+0080-U+009F), or 0 for a broken
  * or overlong sequence, a surrogate or one past U+10FFFF. Written here, not
  * taken from smtp_utf8.c, because the addr_ family uses no other module. */
 static size_t aliases_utf8_char(const unsigned char *s, size_t len)
