@@ -124,6 +124,8 @@ unit: $(addprefix $(BUILD)/tests/,$(UNIT_TESTS))
 # has its own ports and directories, and most of their time is waiting.
 # -rs prints why each skipped test skipped.
 E2E_JOBS ?= 4
+# each e2e target first builds its binaries, BUILD_JOBS compilers at once
+BUILD_JOBS ?= 2
 E2E_ARGS ?=
 E2E = $(PYTHON) -m pytest -q -p no:cacheprovider -rs -n $(E2E_JOBS) $(E2E_ARGS) e2e
 
@@ -133,15 +135,15 @@ EPOLL_DIR = build/epoll$(TLS_SUFFIX)
 ASAN_DIR  = build/asan$(TLS_SUFFIX)
 
 e2e-epoll:
-	$(MAKE) SELECTOR=epoll TLS=$(TLS) BUILD=$(EPOLL_DIR) $(EPOLL_DIR)/smtpd $(EPOLL_DIR)/manager
+	$(MAKE) -j$(BUILD_JOBS) SELECTOR=epoll TLS=$(TLS) BUILD=$(EPOLL_DIR) $(EPOLL_DIR)/smtpd $(EPOLL_DIR)/manager
 	SMTPD_BIN=$(CURDIR)/$(EPOLL_DIR)/smtpd MANAGER_BIN=$(CURDIR)/$(EPOLL_DIR)/manager $(E2E)
 e2e-select:
-	$(MAKE) SELECTOR=select TLS=0 BUILD=build/select-notls \
+	$(MAKE) -j$(BUILD_JOBS) SELECTOR=select TLS=0 BUILD=build/select-notls \
 	  build/select-notls/smtpd build/select-notls/manager
 	SMTPD_BIN=$(CURDIR)/build/select-notls/smtpd SMTPD_SELECTOR=select \
 	MANAGER_BIN=$(CURDIR)/build/select-notls/manager $(E2E)
 e2e-asan:
-	$(MAKE) SELECTOR=epoll TLS=$(TLS) BUILD=$(ASAN_DIR) OPT="-O1 -g -fno-omit-frame-pointer" \
+	$(MAKE) -j$(BUILD_JOBS) SELECTOR=epoll TLS=$(TLS) BUILD=$(ASAN_DIR) OPT="-O1 -g -fno-omit-frame-pointer" \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" \
 	  $(ASAN_DIR)/smtpd $(ASAN_DIR)/manager unit
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=86 \
