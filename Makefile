@@ -123,7 +123,7 @@ unit: $(addprefix $(BUILD)/tests/,$(UNIT_TESTS))
 # The suite runs in E2E_JOBS processes (python3-pytest-xdist): every test
 # has its own ports and directories, and most of their time is waiting.
 # -rs prints why each skipped test skipped.
-E2E_JOBS ?= 6
+E2E_JOBS ?= 4
 # each e2e target first builds its binaries, BUILD_JOBS compilers at once
 BUILD_JOBS ?= 2
 E2E_ARGS ?=
