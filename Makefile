@@ -177,6 +177,12 @@ build/bench/tlsload: bench/tlsload.c
 	$(CC) -std=c11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE $< -o $@ \
 	  $(shell pkg-config --cflags --libs openssl) -lpthread
 
+# SHA-256 speed by path, for the journal (docs/benchmarks.md); not part of test.
+build/bench/sha256_speed: bench/sha256_speed.c maildir_sha256.c include/maildir_sha256.h
+	mkdir -p build/bench
+	$(CC) -std=c11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude \
+	  bench/sha256_speed.c maildir_sha256.c -o $@
+
 # ---- fuzzing (clang + libFuzzer; docs/reliability.md) -----------------
 FUZZ_CC    ?= clang
 FUZZ_FLAGS  = -std=c11 -D_GNU_SOURCE -Iinclude -g -O1 \
