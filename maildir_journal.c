@@ -69,6 +69,7 @@ struct journal {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int shared_fd;              /* fd, once made */
+    uint64_t shared_size;       /* size, as the checkpoint sees it */
     uint64_t synced_off, synced_seq;    /* the head after the last sync */
     uint64_t tail_off, tail_seq;        /* the last checkpoint */
     uint64_t generation;
@@ -185,6 +186,7 @@ static int journal_make(struct journal *j)
     j->head_seq = j->batch_seq = end.tail_seq;
     pthread_mutex_lock(&j->mu);
     j->shared_fd = fd;
+    j->shared_size = j->size;
     j->synced_off = j->tail_off = end.tail_off;
     j->synced_seq = j->tail_seq = end.tail_seq;
     j->generation = end.generation;
@@ -211,6 +213,9 @@ static int journal_grow(struct journal *j)
     if (journal_zero_fill(j->fd, j->size, j->size + JOURNAL_STEP) < 0)
         return -1;
     j->size += JOURNAL_STEP;
+    pthread_mutex_lock(&j->mu);
+    j->shared_size = j->size;
+    pthread_mutex_unlock(&j->mu);
     return 0;
 }
 
@@ -347,12 +352,12 @@ static void journal_count_sync(struct journal *j, uint64_t us)
         atomic_store_explicit(&j->st.sync_us_max, us, memory_order_relaxed);
 }
 
-/* Bytes of live records from the tail to the head (mu held). */
+/* Bytes of live records from the tail to the synced head (mu held). */
 static uint64_t journal_used(const struct journal *j)
 {
     if (j->synced_off >= j->tail_off)
         return j->synced_off - j->tail_off;
-    return (j->size - j->tail_off) + (j->synced_off - JOURNAL_DATA_START);
+    return (j->shared_size - j->tail_off) + (j->synced_off - JOURNAL_DATA_START);
 }
 
 /* A failed sync: the batch's first header is zeroed, so replay ends
@@ -450,6 +455,8 @@ static void journal_checkpoint_once(struct journal *j)
     j->generation = to.generation;
     j->tail_off = to.tail_off;
     j->tail_seq = to.tail_seq;
+    atomic_store_explicit(&j->st.bytes_used, journal_used(j),
+                          memory_order_relaxed);
 }
 
 static void *journal_thread(void *arg)
