@@ -136,7 +136,7 @@ static int journal_fd(const char *root)
  * short: replay writes both again, once. */
 static void test_replay_restores(void)
 {
-    char root[PATH_MAX], path[PATH_MAX], src[PATH_MAX];
+    char root[64], path[PATH_MAX], src[PATH_MAX];
     tmpdir_make_named(root, sizeof root, "unit_journal");
     CHECK_EQ_INT(maildir_create(root, "bob"), 0);
     CHECK_EQ_INT(maildir_create(root, "alice"), 0);
@@ -194,7 +194,7 @@ static int add_waiting(struct journal *j, const char *names, uint32_t len,
  * after a clean stop nothing is left to replay. */
 static void test_wraps_and_checkpoints(void)
 {
-    char root[PATH_MAX], src[PATH_MAX], names[64];
+    char root[64], src[PATH_MAX], names[64];
     tmpdir_make_named(root, sizeof root, "unit_journal");
     CHECK_EQ_INT(maildir_create(root, "bob"), 0);
     int rfd = open(root, O_RDONLY | O_DIRECTORY);
@@ -233,7 +233,7 @@ static void test_wraps_and_checkpoints(void)
 /* Bigger than a quarter of the journal: refused, for per-file syncing. */
 static void test_too_big_for_the_journal(void)
 {
-    char root[PATH_MAX];
+    char root[64];
     tmpdir_make_named(root, sizeof root, "unit_journal");
     CHECK_EQ_INT(maildir_create(root, "bob"), 0);
     int rfd = open(root, O_RDONLY | O_DIRECTORY);
