@@ -9,6 +9,9 @@
  * again, as a new file renamed over the old name, never twice: the
  * checkpoint written at the end says those records are done.
  *
+ * The maildirsize of each mailbox a replayed record names is removed, to
+ * be counted again from the files.
+ *
  * A message a reader deleted between its 250 and the next checkpoint
  * (at most --checkpoint seconds) comes back after a crash: the journal
  * cannot tell "deleted" from "lost" (docs/reliability.md).
@@ -184,6 +187,28 @@ static int replay_box(const char *root, const char *box, const char *name,
     return rc;
 }
 
+/*
+ * The mailbox's maildirsize is removed, to be counted again from its
+ * files (at start, by maildir_quota.c, or by Dovecot): the line the
+ * committer appended for this message was not synced before its 250, so
+ * after a power cut it may be missing while the message is back.
+ */
+static void replay_forget_quota(const char *root, const char *box)
+{
+    char top[MAILDIR_NAME_MAX + 1];
+    size_t len = strcspn(box, "/");
+    if (len >= sizeof top)
+        return;
+    memcpy(top, box, len);
+    top[len] = '\0';
+    int dir = maildir_open_dir(root, top, NULL);
+    if (dir < 0)
+        return;
+    if (unlinkat(dir, "maildirsize", 0) == 0)
+        fsync(dir);
+    close(dir);
+}
+
 /* ---- the walk --------------------------------------------------------- */
 
 /* Reads len bytes at off: 0, or -1 (short: the record is torn). */
@@ -250,6 +275,8 @@ static int replay_record(const char *root, const struct jrec *r,
         }
         res->restored += (unsigned)rc;
         res->skipped += (unsigned)gone;
+        if (!gone)
+            replay_forget_quota(root, box);
     }
     res->records++;
     return 0;

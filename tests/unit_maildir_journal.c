@@ -133,7 +133,8 @@ static int journal_fd(const char *root)
 }
 
 /* A record per box list; then new/ loses one file and another is cut
- * short: replay writes both again, once. */
+ * short: replay writes both again, once, and drops bob's maildirsize,
+ * whose lines for them may have been lost with them. */
 static void test_replay_restores(void)
 {
     char root[64], path[PATH_MAX], src[PATH_MAX];
@@ -155,11 +156,15 @@ static void test_replay_restores(void)
     snprintf(path, sizeof path, "%s/bob/cur/2.Mb.h,S=5:2,S", root);
     CHECK(write_file(path, "hello", 5) >= 0);           /* whole, in cur/ */
 
+    snprintf(path, sizeof path, "%s/bob/maildirsize", root);
+    CHECK(write_file(path, "1000S\n5 1\n", 10) >= 0);
+
     int jfd = journal_fd(root);
     struct jslot end;
     struct replay_result res;
     CHECK_EQ_INT(journal_replay(root, jfd, &end, &res), 0);
     CHECK_EQ_INT(res.records, 2);
+    CHECK(access(path, F_OK) < 0);      /* to be counted again */
     CHECK_EQ_INT(res.restored, 2);      /* bob's first (missing), alice's */
     snprintf(path, sizeof path, "%s/bob/new/1.Ma.h,S=5", root);
     CHECK(file_is(path, "hello", 5));
