@@ -44,6 +44,10 @@
 #include "maildir_journal_record.h"
 #include "maildir_replay.h"
 
+/* A journal that could not be made (a full disk, a root not writable) is
+ * tried again this long after, its messages synced file by file meanwhile. */
+#define JOURNAL_RETRY_US (10 * 1000000ULL)
+
 const uint64_t journal_sync_bounds_us[7] = { 500, 1000, 2000, 5000, 10000,
                                              50000, 250000 };
 
@@ -61,7 +65,8 @@ struct journal {
     uint64_t batch_off, batch_seq;  /* the head when the batch began */
     uint64_t batch_first;       /* where the batch's first header went */
     unsigned batch_records;
-    bool broken;                /* the file could not be made: per file */
+    uint64_t retry_at_us;       /* the file could not be made: per file
+                                   until then (CLOCK_MONOTONIC) */
     uint8_t *body;              /* a message read back, to be written */
     size_t body_cap;
 
@@ -304,10 +309,13 @@ int journal_add(struct journal *j, const char *names, uint32_t names_len,
     static const uint8_t pad[8];
     uint8_t hdr[JOURNAL_REC_HEADER];
     uint64_t size = jrec_size(names_len, len);
-    if (j->broken || (j->fd < 0 && journal_make(j) < 0)) {
-        j->broken = true;
-        errno = EIO;
-        return -1;
+    if (j->fd < 0) {
+        if (journal_now_us() < j->retry_at_us || journal_make(j) < 0) {
+            if (journal_now_us() >= j->retry_at_us)
+                j->retry_at_us = journal_now_us() + JOURNAL_RETRY_US;
+            errno = EIO;
+            return -1;
+        }
     }
     if (len > journal_record_max(j) || names_len > JOURNAL_NAMES_MAX) {
         errno = EFBIG;
