@@ -368,13 +368,20 @@ static uint64_t journal_used(const struct journal *j)
     return (j->shared_size - j->tail_off) + (j->synced_off - JOURNAL_DATA_START);
 }
 
-/* A failed sync: the batch's first header is zeroed, so replay ends
- * before it, and the head goes back for the next batch to use. */
+/*
+ * A failed sync: every byte the batch wrote is zeroed, so replay ends
+ * before it, and the head goes back for the next batch to use. Zeroing
+ * the first header alone is not enough: the next batch reuses the same
+ * sequence numbers from the same place, and when its records end exactly
+ * where one of the failed batch's began (messages of the same size), that
+ * stale record would pass for the next one and be replayed.
+ */
 static void journal_undo_batch(struct journal *j)
 {
-    static const uint8_t zeros[JOURNAL_REC_HEADER];
-    if (journal_pwrite(j->fd, zeros, sizeof zeros, j->batch_first) == 0)
-        fdatasync(j->fd);
+    bool wrapped = j->head_off < j->batch_first;
+    if (journal_zero_fill(j->fd, j->batch_first,
+                          wrapped ? j->size : j->head_off) == 0 && wrapped)
+        journal_zero_fill(j->fd, JOURNAL_DATA_START, j->head_off);
     j->head_off = j->batch_off;
     j->head_seq = j->batch_seq;
 }
