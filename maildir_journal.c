@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -65,6 +66,8 @@ struct journal {
     uint64_t batch_off, batch_seq;  /* the head when the batch began */
     uint64_t batch_first;       /* where the batch's first header went */
     unsigned batch_records;
+    uint8_t key[JOURNAL_KEY_LEN];   /* the records' checksum key (set
+                                       before shared_fd, then constant) */
     uint64_t retry_at_us;       /* the file could not be made: per file
                                    until then (CLOCK_MONOTONIC) */
     uint8_t *body;              /* a message read back, to be written */
@@ -180,11 +183,16 @@ static int journal_make(struct journal *j)
     j->size = (uint64_t)st.st_size;
     if (end.generation == 0 || j->size < JOURNAL_STEP) {
         j->size = j->size < JOURNAL_STEP ? JOURNAL_STEP : j->size;
-        end = (struct jslot){ 1, JOURNAL_DATA_START, 1 };
-        if (journal_zero_fill(fd, 0, j->size) < 0
-            || journal_slot_write(fd, &end) < 0 || fsync(dir) < 0)
+        end = (struct jslot){ .tail_off = JOURNAL_DATA_START, .tail_seq = 1 };
+        if (journal_zero_fill(fd, 0, j->size) < 0 || fsync(dir) < 0)
             goto fail;
     }
+    /* a key of our own: records of earlier owners never pass again */
+    end.generation++;
+    if (getrandom(end.key, sizeof end.key, 0) != (ssize_t)sizeof end.key
+        || journal_slot_write(fd, &end) < 0)
+        goto fail;
+    memcpy(j->key, end.key, sizeof j->key);
     close(dir);
     j->fd = fd;
     j->head_off = j->batch_off = end.tail_off;
@@ -231,7 +239,7 @@ static int journal_wrap(struct journal *j)
     if (j->head_off + JOURNAL_REC_HEADER <= j->size) {
         uint8_t hdr[JOURNAL_REC_HEADER];
         struct jrec r = { .type = JREC_WRAP, .seq = j->head_seq };
-        jrec_encode(&r, "", hdr);
+        jrec_encode(&r, j->key, "", hdr);
         if (journal_pwrite(j->fd, hdr, sizeof hdr, j->head_off) < 0)
             return -1;
         if (j->batch_records++ == 0)
@@ -329,7 +337,7 @@ int journal_add(struct journal *j, const char *names, uint32_t names_len,
     struct jrec r = { .type = JREC_MESSAGE, .names_len = names_len,
                       .seq = j->head_seq, .body_len = len };
     sha256(j->body, len, r.body_sha);
-    jrec_encode(&r, names, hdr);
+    jrec_encode(&r, j->key, names, hdr);
     struct iovec iov[4] = {
         { hdr, sizeof hdr }, { (void *)names, names_len },
         { j->body, len }, { (void *)pad, size - sizeof hdr - names_len - len },
@@ -460,7 +468,8 @@ static void journal_checkpoint_once(struct journal *j)
 {
     if (j->shared_fd < 0 || j->synced_seq == j->tail_seq)
         return;
-    struct jslot to = { j->generation + 1, j->synced_off, j->synced_seq };
+    struct jslot to = { j->generation + 1, j->synced_off, j->synced_seq, {0} };
+    memcpy(to.key, j->key, sizeof to.key);
     int fd = j->shared_fd;
     pthread_mutex_unlock(&j->mu);
     journal_checkpoint(j, fd, &to);

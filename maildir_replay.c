@@ -226,24 +226,25 @@ static int replay_read(int fd, void *p, uint64_t len, uint64_t off)
 
 /* The record at off with sequence seq, whole and checked, into *names and
  * *body (malloc'd); 0, or -1 when it is not there (the end). */
-static int replay_load(int fd, uint64_t size, uint64_t off, uint64_t seq,
+static int replay_load(int fd, uint64_t size, const struct jslot *at,
                        struct jrec *r, char **names, uint8_t **body)
 {
     uint8_t hdr[JOURNAL_REC_HEADER], sum[SHA256_LEN];
     *names = NULL;
     *body = NULL;
+    uint64_t off = at->tail_off;
     if (replay_read(fd, hdr, sizeof hdr, off) < 0
-        || jrec_decode(hdr, seq, r) < 0)
+        || jrec_decode(hdr, at->tail_seq, r) < 0)
         return -1;
     if (r->type == JREC_WRAP)
-        return 0;
+        return jrec_check_names(r, at->key, hdr, "");
     if (off + jrec_size(r->names_len, r->body_len) > size)
         return -1;
     *names = malloc(r->names_len);
     *body = malloc(r->body_len ? r->body_len : 1);
     if (*names && *body
         && replay_read(fd, *names, r->names_len, off + sizeof hdr) == 0
-        && jrec_check_names(r, hdr, *names) == 0
+        && jrec_check_names(r, at->key, hdr, *names) == 0
         && replay_read(fd, *body, r->body_len,
                        off + sizeof hdr + r->names_len) == 0) {
         sha256(*body, r->body_len, sum);
@@ -296,8 +297,7 @@ static int replay_walk(const char *root, int fd, uint64_t size,
             at->tail_off = JOURNAL_DATA_START;
             continue;
         }
-        if (replay_load(fd, size, at->tail_off, at->tail_seq, &r,
-                        &names, &body) < 0)
+        if (replay_load(fd, size, at, &r, &names, &body) < 0)
             return 0;
         int rc = r.type == JREC_WRAP ? 0
                  : replay_record(root, &r, names, body, res);
@@ -317,11 +317,11 @@ int journal_replay(const char *root, int fd, struct jslot *end,
 {
     struct stat st;
     memset(res, 0, sizeof *res);
-    *end = (struct jslot){ 0, JOURNAL_DATA_START, 1 };
+    *end = (struct jslot){ .tail_off = JOURNAL_DATA_START, .tail_seq = 1 };
     if (fstat(fd, &st) < 0)
         return -1;
     if (journal_slot_read(fd, (uint64_t)st.st_size, end) < 0) {
-        *end = (struct jslot){ 0, JOURNAL_DATA_START, 1 };
+        *end = (struct jslot){ .tail_off = JOURNAL_DATA_START, .tail_seq = 1 };
         return 0;
     }
     if (replay_walk(root, fd, (uint64_t)st.st_size, end, res) < 0)

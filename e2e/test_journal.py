@@ -12,6 +12,7 @@ layout is in include/maildir_journal_record.h), to find the records to
 tear and to prove which messages are in it.
 """
 import hashlib
+import hmac
 import os
 import pathlib
 import random
@@ -40,17 +41,17 @@ REPLAY_RE = re.compile(
 # ---- the journal, read back ------------------------------------------------
 
 def read_slot(data, at):
-    """(generation, tail_off, tail_seq) of the slot at `at`, or None when
-    its magic or checksum is wrong."""
-    raw = data[at:at + 64]
-    if len(raw) < 64 or raw[:8] != b"SMTPDJH1":
+    """(generation, tail_off, tail_seq, key) of the slot at `at`, or None
+    when its magic or checksum is wrong."""
+    raw = data[at:at + 96]
+    if len(raw) < 96 or raw[:8] != b"SMTPDJH1":
         return None
-    if hashlib.sha256(raw[:32]).digest() != raw[32:64]:
+    if hashlib.sha256(raw[:64]).digest() != raw[64:96]:
         return None
     gen, off, seq = struct.unpack_from("<QQQ", raw, 8)
     if off < DATA_START or off > len(data) or off % 8:
         return None
-    return gen, off, seq
+    return gen, off, seq, raw[32:64]
 
 
 def rec_size(names_len, body_len):
@@ -63,7 +64,7 @@ def parse_journal(path):
     data = pathlib.Path(path).read_bytes()
     slots = [s for s in (read_slot(data, 0), read_slot(data, SLOT_SIZE)) if s]
     assert slots, "no valid header slot in %s" % path
-    _, off, seq = max(slots)
+    _, off, seq, key = max(slots)
     records = []
     for _ in range(len(data) // REC_HEADER + 2):
         if off + REC_HEADER > len(data):
@@ -77,7 +78,7 @@ def parse_journal(path):
         if rseq != seq or rtype not in (T_MESSAGE, T_WRAP):
             break
         names = data[off + REC_HEADER:off + REC_HEADER + names_len]
-        if hashlib.sha256(hdr[:64] + names).digest() != hdr[64:96]:
+        if hmac.new(key, hdr[:64] + names, hashlib.sha256).digest() != hdr[64:96]:
             break
         if rtype == T_WRAP:
             off, seq = DATA_START, seq + 1

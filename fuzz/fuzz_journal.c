@@ -7,8 +7,9 @@
  * the image, when its names are not what jrec_check_names promises
  * (NUL-ended, a file name without '/', each mailbox free of "..", "."
  * and empty parts), or when the walk does not end within its bound.
- * The first bytes of the input may also be taken as a record to
- * re-encode: what jrec_encode writes must decode back to the same fields.
+ * The first bytes of the input are also taken as a record to encode:
+ * what jrec_encode writes must decode back to the same fields, and its
+ * checksum must fail under another key.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -51,7 +52,7 @@ static void fuzz_walk(const uint8_t *img, uint64_t size, struct jslot at)
             if (at.tail_off + len > size)
                 return;
             const char *names = (const char *)hdr + JOURNAL_REC_HEADER;
-            if (jrec_check_names(&r, hdr, names) < 0)
+            if (jrec_check_names(&r, at.key, hdr, names) < 0)
                 return;
             fuzz_check_names(names, r.names_len);
             uint8_t sum[SHA256_LEN];
@@ -60,6 +61,8 @@ static void fuzz_walk(const uint8_t *img, uint64_t size, struct jslot at)
                 return;
             at.tail_off += len;
         } else {
+            if (jrec_check_names(&r, at.key, hdr, "") < 0)
+                return;
             at.tail_off = JOURNAL_DATA_START;
         }
         at.tail_seq++;
@@ -79,11 +82,15 @@ static void fuzz_round_trip(const uint8_t *data, size_t size)
     memcpy(r.body_sha, data, 16);
     uint8_t hdr[JOURNAL_REC_HEADER];
     struct jrec back;
-    jrec_encode(&r, (const char *)data + 16, hdr);
+    uint8_t key[JOURNAL_KEY_LEN] = { 0 };
+    memcpy(key, data + 8, 16);
+    jrec_encode(&r, key, (const char *)data + 16, hdr);
     FUZZ_ASSERT(jrec_decode(hdr, r.seq, &back) == 0);
     FUZZ_ASSERT(back.seq == r.seq && back.body_len == r.body_len
                 && back.names_len == r.names_len);
     FUZZ_ASSERT(memcmp(back.rec_sha, r.rec_sha, SHA256_LEN) == 0);
+    key[0] ^= 1;            /* under any other key it never passes */
+    FUZZ_ASSERT(jrec_check_names(&back, key, hdr, (const char *)data + 16) < 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -102,7 +109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (jslot_decode(img + i * JOURNAL_SLOT_SIZE, img_size, &s[i]) == 0)
             ok[i] = &s[i];
     const struct jslot *best = jslot_pick(ok[0], ok[1]);
-    struct jslot start = { 0, JOURNAL_DATA_START, 1 };
+    struct jslot start = { .tail_off = JOURNAL_DATA_START, .tail_seq = 1 };
     if (best) {
         FUZZ_ASSERT(best->tail_off >= JOURNAL_DATA_START
                     && best->tail_off <= img_size);

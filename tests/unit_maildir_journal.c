@@ -24,13 +24,14 @@
 
 static const char NAMES[] = "1.Mx.host,S=5\0bob\0alice/.news";   /* + NUL */
 #define NAMES_LEN ((uint32_t)sizeof NAMES)
+static const uint8_t KEY[JOURNAL_KEY_LEN] = { 1, 2, 3, 4, 5, 6, 7, 8 };
 
 static void make_record(uint8_t hdr[JOURNAL_REC_HEADER], uint64_t seq)
 {
     struct jrec r = { .type = JREC_MESSAGE, .names_len = NAMES_LEN,
                       .seq = seq, .body_len = 5 };
     sha256("hello", 5, r.body_sha);
-    jrec_encode(&r, NAMES, hdr);
+    jrec_encode(&r, KEY, NAMES, hdr);
 }
 
 static void test_record_round_trip(void)
@@ -41,7 +42,9 @@ static void test_record_round_trip(void)
     CHECK_EQ_INT(jrec_decode(hdr, 7, &r), 0);
     CHECK_EQ_INT(r.type, JREC_MESSAGE);
     CHECK_EQ_INT(r.body_len, 5);
-    CHECK_EQ_INT(jrec_check_names(&r, hdr, NAMES), 0);
+    CHECK_EQ_INT(jrec_check_names(&r, KEY, hdr, NAMES), 0);
+    static const uint8_t other[JOURNAL_KEY_LEN] = { 1, 2, 3, 4, 5, 6, 7, 9 };
+    CHECK_EQ_INT(jrec_check_names(&r, other, hdr, NAMES), -1);  /* a forgery */
     CHECK_EQ_INT(jrec_size(NAMES_LEN, 5), (96 + NAMES_LEN + 5 + 7) / 8 * 8);
     uint32_t pos = 0;
     CHECK(strcmp(jrec_next_name(NAMES, NAMES_LEN, &pos), "1.Mx.host,S=5") == 0);
@@ -65,10 +68,10 @@ static void test_record_refused(void)
     char names[sizeof NAMES];
     memcpy(names, NAMES, sizeof names);
     names[0] = '2';
-    CHECK_EQ_INT(jrec_check_names(&r, hdr, names), -1); /* checksum */
+    CHECK_EQ_INT(jrec_check_names(&r, KEY, hdr, names), -1); /* checksum */
     hdr[24] = 6;                                         /* body length */
     CHECK_EQ_INT(jrec_decode(hdr, 7, &r), 0);
-    CHECK_EQ_INT(jrec_check_names(&r, hdr, NAMES), -1);
+    CHECK_EQ_INT(jrec_check_names(&r, KEY, hdr, NAMES), -1);
 #define NAMED(lit) { lit, (uint32_t)sizeof lit }
     static const struct { const char *p; uint32_t len; } bad[] = {
         NAMED("f"), NAMED("f/x\0bob"), NAMED("f\0../etc"), NAMED("f\0bob/.."),
@@ -77,21 +80,22 @@ static void test_record_refused(void)
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         struct jrec b = { .type = JREC_MESSAGE, .names_len = bad[i].len,
                           .seq = 1 };
-        jrec_encode(&b, bad[i].p, hdr);
+        jrec_encode(&b, KEY, bad[i].p, hdr);
         CHECK_EQ_INT(jrec_decode(hdr, 1, &b), 0);
-        CHECK_EQ_INT(jrec_check_names(&b, hdr, bad[i].p), -1);
+        CHECK_EQ_INT(jrec_check_names(&b, KEY, hdr, bad[i].p), -1);
     }
 }
 
 static void test_slots(void)
 {
     uint8_t a[JOURNAL_SLOT_BYTES], b[JOURNAL_SLOT_BYTES];
-    struct jslot s1 = { 4, 8192, 10 }, s2 = { 5, 16384, 12 }, x, y;
+    struct jslot s1 = { 4, 8192, 10, { 7 } }, s2 = { 5, 16384, 12, { 9 } }, x, y;
     jslot_encode(&s1, a);
     jslot_encode(&s2, b);
     CHECK_EQ_INT(jslot_decode(a, 1 << 20, &x), 0);
     CHECK_EQ_INT(jslot_decode(b, 1 << 20, &y), 0);
     CHECK_EQ_INT(jslot_pick(&x, &y)->tail_seq, 12);
+    CHECK_EQ_INT(jslot_pick(&x, &y)->key[0], 9);
     CHECK_EQ_INT(jslot_pick(NULL, &x)->tail_seq, 10);
     CHECK(jslot_pick(NULL, NULL) == NULL);
     CHECK_EQ_INT(jslot_decode(b, 16000, &y), -1);       /* tail past the end */
@@ -180,6 +184,50 @@ static void test_replay_restores(void)
     tmpdir_remove(root);
 }
 
+/* Where replay looks for the next record lie bytes a client chose (an
+ * old message body, once the ring has wrapped): a record forged there,
+ * well formed and with the right sequence number but made without the
+ * journal's key, is not replayed. */
+static void test_forged_record_is_not_replayed(void)
+{
+    char root[64], path[PATH_MAX], src[PATH_MAX];
+    tmpdir_make_named(root, sizeof root, "unit_journal");
+    CHECK_EQ_INT(maildir_create(root, "bob"), 0);
+    int rfd = open(root, O_RDONLY | O_DIRECTORY);
+    struct journal *j = journal_new(root, rfd, 8 << 20, 3600);
+    snprintf(src, sizeof src, "%s/bob/tmp/src", root);
+    int fd = write_file(src, "hello", 5);
+    static const char n1[] = "1.Ma.h,S=5\0bob";
+    CHECK_EQ_INT(journal_add(j, n1, sizeof n1, fd, 5), 0);
+    CHECK_EQ_INT(journal_sync(j), 0);
+
+    static const char forged_names[] = "9.Mevil.h,S=4\0bob";
+    uint8_t rec[256] = { 0 }, hdr[JOURNAL_REC_HEADER];
+    struct jrec r = { .type = JREC_MESSAGE, .names_len = sizeof forged_names,
+                      .seq = 2, .body_len = 4 };
+    sha256("evil", 4, r.body_sha);
+    jrec_encode(&r, KEY, forged_names, hdr);
+    memcpy(rec, hdr, sizeof hdr);
+    memcpy(rec + sizeof hdr, forged_names, sizeof forged_names);
+    memcpy(rec + sizeof hdr + sizeof forged_names, "evil", 4);
+    int jfd = journal_fd(root);
+    off_t next = JOURNAL_DATA_START + (off_t)jrec_size(sizeof n1, 5);
+    CHECK_EQ_INT(pwrite(jfd, rec, jrec_size(sizeof forged_names, 4), next),
+                 (ssize_t)jrec_size(sizeof forged_names, 4));
+
+    struct jslot end;
+    struct replay_result res;
+    CHECK_EQ_INT(journal_replay(root, jfd, &end, &res), 0);
+    CHECK_EQ_INT(res.records, 1);
+    snprintf(path, sizeof path, "%s/bob/new/9.Mevil.h,S=4", root);
+    CHECK(access(path, F_OK) < 0);
+    close(jfd);
+    close(fd);
+    journal_free(j);
+    close(rfd);
+    tmpdir_remove(root);
+}
+
 /* Waits (bounded) while the journal has no room; the checkpoint frees it. */
 static int add_waiting(struct journal *j, const char *names, uint32_t len,
                        int fd, uint64_t size)
@@ -260,4 +308,5 @@ UNIT_MAIN("maildir_journal",
           { "slots", test_slots },
           { "replay_restores", test_replay_restores },
           { "wraps_and_checkpoints", test_wraps_and_checkpoints },
-          { "too_big_for_the_journal", test_too_big_for_the_journal })
+          { "too_big_for_the_journal", test_too_big_for_the_journal },
+          { "forged_record_is_not_replayed", test_forged_record_is_not_replayed })
