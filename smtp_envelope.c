@@ -177,19 +177,45 @@ static int rcpt_add(struct session *s, const struct smtp_path *path,
     return 0;
 }
 
+static void rcpt_run(struct session *s, const char *arg);
+
+/* A mailbox's read is back: the RCPT runs again on the fresh figures,
+ * then the session reads what the client sent meanwhile. */
+static void rcpt_ready(void *data)
+{
+    struct session *s = data;
+    char *arg = s->rcpt_waiting;
+    s->quota_wait = NULL;
+    s->rcpt_waiting = NULL;
+    if (!s->closing)            /* shutting down: its 421 is on the way */
+        rcpt_run(s, arg);
+    free(arg);
+    session_resume(s);          /* may free s */
+}
+
 /* The quotas of the mailboxes dests reach, from the usage in memory
- * (maildir_quota.h): held for this transaction when they pass. */
-static enum reply_id rcpt_quota(struct session *s,
+ * (maildir_quota.h): held for this transaction when they pass. When a
+ * mailbox must be read first (not counted yet, or found full), the
+ * session reads no more input and the RCPT waits for it: R_OKAY. */
+static enum reply_id rcpt_quota(struct session *s, const char *arg,
                                 const struct addr_dests *dests)
 {
+    char top[MAILDIR_NAME_MAX + 1];
     switch (quota_hold(s->boxes, s->nboxes, dests->v, dests->n,
                        s->mail_has_size, s->mail_size,
-                       session_env.cfg->max_size)) {
+                       session_env.cfg->max_size, top, sizeof top)) {
     case QUOTA_OK:   return R_RCPT_OK;
     case QUOTA_FULL: return R_MAILBOX_FULL;
     case QUOTA_BUSY: return R_MAILBOX_BUSY;
+    case QUOTA_READ: break;
     }
-    return R_LOCAL_ERROR;
+    if ((s->rcpt_waiting = strdup(arg)) == NULL
+        || (s->quota_wait = quota_wait(top, rcpt_ready, s)) == NULL) {
+        free(s->rcpt_waiting);
+        s->rcpt_waiting = NULL;
+        return R_LOCAL_ERROR;
+    }
+    return R_OKAY;
 }
 
 /* The argument as a C string in which a NUL byte reads as the control
@@ -210,7 +236,13 @@ static const char *rcpt_arg(const struct smtp_command *cmd, char *buf,
 void envelope_rcpt(struct session *s, const struct smtp_command *cmd)
 {
     char buf[SMTP_LINE_MAX + 1];
-    const char *arg = rcpt_arg(cmd, buf, sizeof buf);
+    rcpt_run(s, rcpt_arg(cmd, buf, sizeof buf));
+}
+
+/* RCPT with its argument: checked, resolved, its quotas asked; once
+ * more after a wait for a mailbox's read. */
+static void rcpt_run(struct session *s, const char *arg)
+{
     if (s->nrcpts >= SESSION_MAX_RCPTS) {
         rcpt_refuse(s, arg, R_TOO_MANY_RCPTS);
         return;
@@ -228,7 +260,11 @@ void envelope_rcpt(struct session *s, const struct smtp_command *cmd)
         rcpt_refuse(s, arg, R_NO_MAILBOX);
         return;
     }
-    id = st == ADDR_FOUND ? rcpt_quota(s, &dests) : R_RCPT_OK;
+    id = st == ADDR_FOUND ? rcpt_quota(s, arg, &dests) : R_RCPT_OK;
+    if (id == R_OKAY) {             /* waiting for a read: rcpt_ready */
+        addr_dests_free(&dests);
+        return;
+    }
     if (id != R_RCPT_OK) {
         addr_dests_free(&dests);
         rcpt_refuse(s, arg, id);

@@ -106,6 +106,9 @@ struct session {
     char **boxes;                       /* the folders they reach, each once:
                                            "box" or "box/.tag" (addr.h) */
     size_t nboxes, box_cap;
+    struct quota_wait *quota_wait;      /* RCPT waits for a mailbox's
+                                           maildirsize read: no input read */
+    char *rcpt_waiting;                 /* that RCPT's argument, malloc'd */
     struct data_parser data;
     struct spool_open *opening;         /* spool file being created (maildir_spool.c) */
     struct maildir_msg msg;             /* spool file while in DATA */
