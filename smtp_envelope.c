@@ -177,26 +177,11 @@ static int rcpt_add(struct session *s, const struct smtp_path *path,
     return 0;
 }
 
-static void rcpt_run(struct session *s, const char *arg);
-
-/* A mailbox's read is back: the RCPT runs again on the fresh figures,
- * then the session reads what the client sent meanwhile. */
-static void rcpt_ready(void *data)
-{
-    struct session *s = data;
-    char *arg = s->rcpt_waiting;
-    s->quota_wait = NULL;
-    s->rcpt_waiting = NULL;
-    if (!s->closing)            /* shutting down: its 421 is on the way */
-        rcpt_run(s, arg);
-    free(arg);
-    session_resume(s);          /* may free s */
-}
-
 /* The quotas of the mailboxes dests reach, from the usage in memory
  * (maildir_quota.h): held for this transaction when they pass. When a
- * mailbox must be read first (not counted yet, or found full), the
- * session reads no more input and the RCPT waits for it: R_OKAY. */
+ * mailbox must be read first (not counted yet, or found full), the RCPT
+ * is kept in s->rcpt_waiting, unanswered, for smtp_commands.c to wait
+ * for the read and run it again (envelope_rcpt_again): R_OKAY. */
 static enum reply_id rcpt_quota(struct session *s, const char *arg,
                                 const struct addr_dests *dests)
 {
@@ -209,12 +194,13 @@ static enum reply_id rcpt_quota(struct session *s, const char *arg,
     case QUOTA_BUSY: return R_MAILBOX_BUSY;
     case QUOTA_READ: break;
     }
-    if ((s->rcpt_waiting = strdup(arg)) == NULL
-        || (s->quota_wait = quota_wait(top, rcpt_ready, s)) == NULL) {
-        free(s->rcpt_waiting);
-        s->rcpt_waiting = NULL;
+    size_t len = strlen(arg);
+    struct rcpt_wait *w = malloc(sizeof *w + len + 1);
+    if (w == NULL)
         return R_LOCAL_ERROR;
-    }
+    memcpy(w->top, top, sizeof w->top);
+    memcpy(w->arg, arg, len + 1);
+    s->rcpt_waiting = w;
     return R_OKAY;
 }
 
@@ -231,12 +217,6 @@ static const char *rcpt_arg(const struct smtp_command *cmd, char *buf,
         buf[i] = cmd->arg[i] ? cmd->arg[i] : '\x01';
     buf[cmd->arg_len] = '\0';
     return buf;
-}
-
-void envelope_rcpt(struct session *s, const struct smtp_command *cmd)
-{
-    char buf[SMTP_LINE_MAX + 1];
-    rcpt_run(s, rcpt_arg(cmd, buf, sizeof buf));
 }
 
 /* RCPT with its argument: checked, resolved, its quotas asked; once
@@ -261,7 +241,7 @@ static void rcpt_run(struct session *s, const char *arg)
         return;
     }
     id = st == ADDR_FOUND ? rcpt_quota(s, arg, &dests) : R_RCPT_OK;
-    if (id == R_OKAY) {             /* waiting for a read: rcpt_ready */
+    if (id == R_OKAY) {             /* waiting for a read: smtp_commands.c */
         addr_dests_free(&dests);
         return;
     }
@@ -280,6 +260,21 @@ static void rcpt_run(struct session *s, const char *arg)
     addr_dests_free(&dests);
     session_set_state(s, ST_RCPT);
     session_reply(s, R_RCPT_OK);
+}
+
+void envelope_rcpt(struct session *s, const struct smtp_command *cmd)
+{
+    char buf[SMTP_LINE_MAX + 1];
+    rcpt_run(s, rcpt_arg(cmd, buf, sizeof buf));
+}
+
+void envelope_rcpt_again(struct session *s)
+{
+    struct rcpt_wait *w = s->rcpt_waiting;
+    s->rcpt_waiting = NULL;
+    if (w)
+        rcpt_run(s, w->arg);
+    free(w);
 }
 
 /* ---- VRFY ------------------------------------------------------------- */
