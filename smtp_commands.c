@@ -3,7 +3,8 @@
  * says in which states it is allowed, so "bad sequence" is answered in
  * one place and every handler only does its own job. The envelope's
  * commands (MAIL, RCPT, VRFY) are smtp_envelope.c's; here are the others,
- * AUTH's exchange and the answer to its password check included.
+ * AUTH's exchange and the answer to its password check included, and
+ * the wait of an RCPT for its mailbox's quota figures.
  */
 #include <ctype.h>
 #include <errno.h>
