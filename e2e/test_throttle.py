@@ -290,8 +290,11 @@ def rss_kb(pid):
 
 def guess_from(port, addresses, payload, rate):
     """One failed login from each address, at most rate a second: greeting
-    read, AUTH sent (payload(address)), then the client goes (the server
-    still answers it after the delay, and counts the failure)."""
+    and EHLO's reply read, AUTH sent (payload(address)), then the client
+    goes (the server still answers it after the delay, and counts the
+    failure). Nothing is left unread at the close, so the client's kernel
+    ends with FIN, not RST: an RST could reach a loaded server before it
+    has read the AUTH line, and that guess would never count."""
     t0 = time.monotonic()
     for i, a in enumerate(addresses):
         ahead = t0 + i / rate - time.monotonic()
@@ -299,8 +302,15 @@ def guess_from(port, addresses, payload, rate):
             time.sleep(ahead)
         s = client_from(port, a)
         try:
-            s.recv(512)
-            s.sendall(payload(a))
+            ehlo, auth = payload(a).split(b"\r\n", 1)
+            got = s.recv(512)
+            s.sendall(ehlo + b"\r\n")
+            while b"\n250 " not in got or not got.endswith(b"\n"):
+                more = s.recv(4096)
+                if not more:
+                    break
+                got += more
+            s.sendall(auth)
         finally:
             s.close()
 
