@@ -43,6 +43,7 @@ SERVER_SRC = smtpd.c smtpd_args.c log.c stats.c \
              parser.c \
              auth_sasl.c auth_login.c auth_throttle.c auth_users.c auth_passwd.c \
              maildir.c maildir_commit.c maildir_spool.c maildir_quota.c maildir_quota_rule.c \
+             maildir_sha256.c \
              transport.c transform.c transform_errpipe.c monitor.c \
              selector.c selector_$(SELECTOR).c worker.c buffer.c \
              metrics.c metrics_http.c \
@@ -181,6 +182,12 @@ build/bench/tlsload: bench/tlsload.c
 	mkdir -p build/bench
 	$(CC) -std=c11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE $< -o $@ \
 	  $(shell pkg-config --cflags --libs openssl) -lpthread
+
+# SHA-256 speed by path, for the journal (docs/benchmarks.md); not part of test.
+build/bench/sha256_speed: bench/sha256_speed.c maildir_sha256.c include/maildir_sha256.h
+	mkdir -p build/bench
+	$(CC) -std=c11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude \
+	  bench/sha256_speed.c maildir_sha256.c -o $@
 
 # ---- fuzzing (clang + libFuzzer; docs/reliability.md) -----------------
 FUZZ_CC    ?= clang
