@@ -429,7 +429,7 @@ static void maildir_host_init(void)
     *out = '\0';
 }
 
-static const char *maildir_hostname(void)
+const char *maildir_hostname(void)
 {
     pthread_once(&maildir_host_once, maildir_host_init);
     return maildir_host;

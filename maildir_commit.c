@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "maildir_journal.h"
 #include "maildir_quota.h"
 #include "worker.h"
 
@@ -46,6 +47,7 @@ struct committer {
     struct worker *thread;          /* one thread, whole batches */
     double busy_at;                 /* the thread's: when it last saw much
                                        unwritten data (CLOCK_MONOTONIC s) */
+    struct journal *journal;        /* NULL: every batch synced per file */
 };
 
 /* ---- paths ------------------------------------------------------------ */
@@ -355,6 +357,107 @@ static void committer_sync_links(const struct committer *c,
     committer_sync_dirs(c, batch);
 }
 
+/* ---- with the journal ---------------------------------------------- */
+
+/* The record's names: the file's name in new/, then each box once. */
+static uint32_t committer_names(const struct commit_job *j, char *out,
+                                size_t cap)
+{
+    size_t n = 0;
+    if (maildir_msg_final_name(&j->msg, out, cap) < 0)
+        return 0;
+    n = strlen(out) + 1;
+    for (size_t i = 0; i < j->nboxes; i++) {
+        size_t len = strlen(j->boxes[i]) + 1;
+        if (committer_box_repeated(j, i))
+            continue;
+        if (n + len > cap)
+            return 0;
+        memcpy(out + n, j->boxes[i], len);
+        n += len;
+    }
+    return (uint32_t)n;
+}
+
+/* The job's record: 0, or -1 when it goes file by file instead (too
+ * big, no room until the checkpoint, or the journal is unusable). */
+static int committer_record(struct committer *c, struct commit_job *j)
+{
+    static char names[8192];        /* the committer's thread only */
+    uint32_t len = committer_names(j, names, sizeof names);
+    if (len == 0)
+        return -1;
+    return journal_add(c->journal, names, len, j->msg.fd, j->msg.size);
+}
+
+/* Moves j to the end of a list (*tail its last next pointer). */
+static void committer_append(struct commit_job ***tail, struct commit_job *j)
+{
+    j->next = NULL;
+    **tail = j;
+    *tail = &j->next;
+}
+
+/* The spool files of finished jobs: closed, and their tmp/ names gone. */
+static void committer_release_files(struct commit_job *list)
+{
+    for (struct commit_job *j = list; j; j = j->next) {
+        committer_close_file(j);
+        unlink(j->msg.tmp_path);
+    }
+}
+
+/* Jobs linked, but with no room in the journal: synced file by file. */
+static void committer_sync_fallback(struct committer *c, struct commit_job *list)
+{
+    if (list == NULL)
+        return;
+    committer_fsync_files(list);
+    for (struct commit_job *j = list; j; j = j->next)
+        if (j->error)
+            committer_unlink_new(c, j, j->nboxes);
+    committer_sync_dirs(c, list);
+}
+
+/*
+ * A batch with the journal: each job's links into new/ and its quota
+ * line, its record, then one fdatasync of the journal for all of them;
+ * their files are synced later, by the journal's checkpoint. A job the
+ * journal has no room for is synced file by file. Jobs that cannot go
+ * this way (a file outside root's filesystem, or one bigger than a
+ * quarter of the journal) are returned, for committer_run_batch.
+ */
+static struct commit_job *committer_run_journal(struct committer *c,
+                                                struct commit_job *batch)
+{
+    struct commit_job *rest = NULL, **rtail = &rest;
+    struct commit_job *logged = NULL, **ltail = &logged;
+    struct commit_job *files = NULL, **ftail = &files;
+    for (struct commit_job *j = batch, *next; j; j = next) {
+        next = j->next;
+        if (committer_prepare(c, j) != 0
+            || j->msg.size > journal_record_max(c->journal)) {
+            committer_append(&rtail, j);
+            continue;
+        }
+        committer_link_job(c, j);
+        committer_count_job(c, j, 0);
+        if (j->error || committer_record(c, j) == 0)
+            committer_append(&ltail, j);
+        else
+            committer_append(&ftail, j);
+    }
+    if (journal_sync(c->journal) < 0) {
+        int err = errno;
+        for (struct commit_job *j = logged; j; j = j->next)
+            committer_fail_linked(c, j, err);
+    }
+    committer_sync_fallback(c, files);
+    committer_release_files(logged);
+    committer_release_files(files);
+    return rest;
+}
+
 /* ---- the thread ------------------------------------------------------- */
 
 /* The four delivery steps (maildir.h) for a whole batch. The tmp/ files go last, so
@@ -393,6 +496,8 @@ static void committer_batch(struct worker_job *list, void *arg)
             tail = &j->next;
         }
     }
+    if (batch && c->journal)
+        batch = committer_run_journal(c, batch);
     if (batch)
         committer_run_batch(c, batch);
     for (struct commit_job *j = reads; j; j = j->next)
@@ -445,6 +550,7 @@ void committer_free(struct committer *c)
     if (!c)
         return;
     worker_free(c->thread);
+    journal_free(c->journal);
     close(c->root_fd);
     free(c->root);
     free(c);
@@ -520,6 +626,18 @@ int committer_refresh(struct committer *c, const char *top,
     job->work.done = committer_job_done;
     worker_submit(c->thread, &job->work);
     return 0;
+}
+
+int committer_use_journal(struct committer *c, uint64_t size,
+                          unsigned interval)
+{
+    c->journal = journal_new(c->root, c->root_fd, size, interval);
+    return c->journal ? 0 : -1;
+}
+
+const struct journal *committer_journal(const struct committer *c)
+{
+    return c->journal;
 }
 
 void committer_flush(struct committer *c)

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "auth_login.h"
 #include "maildir.h"
+#include "maildir_replay.h"
 #include "metrics.h"
 #include "monitor.h"
 #include "addr.h"
@@ -218,6 +219,9 @@ static void prepare_mailboxes(struct config *cfg)
     int removed = maildir_clean_tmp(cfg->root, TMP_MAX_AGE);
     if (removed > 0)
         log_info("removed %d stale files from tmp/", removed);
+    /* before the first client: what a crash left in the journals */
+    if (journal_recover(cfg->root) < 0)
+        die_startup("cannot replay the journals in", cfg->root);
 }
 
 static int listen_on(struct selector *sel, const char *addr, uint16_t port,
@@ -364,6 +368,11 @@ int main(int argc, char **argv)
 
     struct selector *sel = selector_new(raise_fd_limit());
     struct committer *c = sel ? committer_new(cfg.root) : NULL;
+    if (c && !cfg.no_journal
+        && committer_use_journal(c, cfg.journal_size, cfg.checkpoint) < 0) {
+        committer_free(c);
+        c = NULL;
+    }
     if (sel == NULL || c == NULL) {
         log_error("cannot start: %s", strerror(errno));
         return 1;

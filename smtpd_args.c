@@ -17,6 +17,7 @@
 #include "smtpd_args.h"
 #include "parser.h"
 #include "smtp_limits.h"
+#include "maildir_journal.h"
 #include "maildir_quota.h"
 #include "transport_tls.h"
 
@@ -35,6 +36,7 @@ static const char usage_text[] =
     "             [--quota BYTES[:COUNT]]\n"
     "             [--client-limit N] [--client-rate N] [--message-rate N]\n"
     "             [--limit-exempt ADDR[/PREFIX]]...\n"
+    "             [--no-journal] [--checkpoint SECONDS] [--journal-size BYTES]\n"
     "\n"
     "  -d DOMAIN     local mail domain, also the greeting name (localhost)\n"
     "  -s PORT       SMTP TCP port (2525)\n"
@@ -102,7 +104,16 @@ static const char usage_text[] =
     "                     MAIL gets 452 4.7.0 past it (0 = none)\n"
     "  --limit-exempt ADDR[/PREFIX]\n"
     "                     clients never held to those three limits;\n"
-    "                     repeatable (none)\n";
+    "                     repeatable (none)\n"
+    "  --no-journal       make each message durable by syncing its files and\n"
+    "                     new/ directories, instead of the write-ahead journal\n"
+    "                     (DIR/.journal/) synced once per batch (journal)\n"
+    "  --checkpoint SECONDS\n"
+    "                     how often the journal's files are synced and its\n"
+    "                     space freed, 1-3600 (10)\n"
+    "  --journal-size BYTES\n"
+    "                     the journal's largest size, suffixes k M G, at\n"
+    "                     least 8M, in steps of 4M (64M)\n";
 
 /* Long options have no letter: their values start above any char. */
 enum {
@@ -114,6 +125,7 @@ enum {
     OPT_METRICS,
     OPT_DELIMITER, OPT_ALIASES, OPT_QUOTA,
     OPT_CLIENT_LIMIT, OPT_CLIENT_RATE, OPT_MESSAGE_RATE, OPT_LIMIT_EXEMPT,
+    OPT_NO_JOURNAL, OPT_CHECKPOINT, OPT_JOURNAL_SIZE,
 };
 
 static const struct option long_options[] = {
@@ -133,6 +145,9 @@ static const struct option long_options[] = {
     { "client-rate", required_argument, NULL, OPT_CLIENT_RATE },
     { "message-rate", required_argument, NULL, OPT_MESSAGE_RATE },
     { "limit-exempt", required_argument, NULL, OPT_LIMIT_EXEMPT },
+    { "no-journal",  no_argument,       NULL, OPT_NO_JOURNAL },
+    { "checkpoint",  required_argument, NULL, OPT_CHECKPOINT },
+    { "journal-size", required_argument, NULL, OPT_JOURNAL_SIZE },
     { NULL, 0, NULL, 0 },
 };
 
@@ -214,6 +229,8 @@ static void args_defaults(struct config *cfg)
     cfg->log_level = LOG_INFO;
     cfg->max_clients = 10000;
     cfg->max_size = 10485760;
+    cfg->checkpoint = JOURNAL_CHECKPOINT_DEFAULT;
+    cfg->journal_size = JOURNAL_SIZE_DEFAULT;
     cfg->timeout_s = 300;
     memcpy(cfg->delimiters, "+", 2);
 }
@@ -370,9 +387,30 @@ static void args_limits(struct config *cfg, int opt, const char *arg)
     }
 }
 
+/* --no-journal, --checkpoint, --journal-size (rounded up to 4 MiB). */
+static void args_journal(struct config *cfg, int opt, const char *arg)
+{
+    uint64_t size;
+    switch (opt) {
+    case OPT_NO_JOURNAL: cfg->no_journal = 1; break;
+    case OPT_CHECKPOINT:
+        cfg->checkpoint = (unsigned)args_number(arg, 1, 3600,
+                                                "bad --checkpoint '%s': 1-3600");
+        break;
+    default:
+        if (quota_parse_size(arg, strlen(arg), 1, &size) < 0
+            || size < JOURNAL_SIZE_MIN || size > (1ULL << 40))
+            args_die("bad --journal-size '%s': at least 8M, suffixes k M G", arg);
+        cfg->journal_size = (size + JOURNAL_STEP - 1) / JOURNAL_STEP * JOURNAL_STEP;
+    }
+}
+
 static void args_option(struct config *cfg, int opt, char *arg)
 {
     switch (opt) {
+    case OPT_NO_JOURNAL: case OPT_CHECKPOINT: case OPT_JOURNAL_SIZE:
+        args_journal(cfg, opt, arg);
+        break;
     case OPT_DELIMITER: args_delimiter(cfg, arg); break;
     case OPT_QUOTA:
         if (quota_parse_limit(arg, &cfg->quota) < 0)

@@ -87,11 +87,17 @@ class FaultServer:
         self.arm_file.unlink()
 
 
+# The two ways a 250 is made durable: the journal (the default) and
+# --no-journal (each file and new/ synced).
+DURABILITY = pytest.mark.parametrize("mode", [(), ("--no-journal",)],
+                                     ids=["journal", "no-journal"])
+
+
 def check_fault(start_server, connect, shim, tmp_path, rcpts, expect,
-                **faults):
+                mode=("--no-journal",), **faults):
     """Works before, fails as expected while armed leaving nothing, works
     again after, on the same connection."""
-    fs = FaultServer(start_server, shim, tmp_path, **faults)
+    fs = FaultServer(start_server, shim, tmp_path, *mode, **faults)
     srv = fs.srv
     c = greeted(connect, srv)
     queue_id(transaction(c, rcpts))
@@ -111,32 +117,37 @@ def check_fault(start_server, connect, shim, tmp_path, rcpts, expect,
 
 # ---- the disk -------------------------------------------------------------
 
+@DURABILITY
 def test_disk_full_in_the_middle_of_the_body(start_server, connect, shim,
-                                             tmp_path):
+                                             tmp_path, mode):
     srv = check_fault(start_server, connect, shim, tmp_path,
                       ["postmaster@localhost"], "452 4.3.1",
-                      FAULT_WRITE_AFTER=4096)
+                      FAULT_WRITE_AFTER=4096, mode=mode)
     assert "No space left" in srv.log_text()
 
 
-def test_disk_full_at_the_first_byte(start_server, connect, shim, tmp_path):
+@DURABILITY
+def test_disk_full_at_the_first_byte(start_server, connect, shim, tmp_path,
+                                     mode):
     """The trace headers are written at DATA: the 452 may come there."""
     check_fault(start_server, connect, shim, tmp_path,
                 ["postmaster@localhost", "alice@localhost"], "452 4.3.1",
-                FAULT_WRITE_AFTER=0)
+                FAULT_WRITE_AFTER=0, mode=mode)
 
 
-def test_write_error_gives_451(start_server, connect, shim, tmp_path):
+@DURABILITY
+def test_write_error_gives_451(start_server, connect, shim, tmp_path, mode):
     check_fault(start_server, connect, shim, tmp_path,
                 ["postmaster@localhost"], "451 4.3.0",
-                FAULT_WRITE_AFTER=20000, FAULT_WRITE_ERRNO="EIO")
+                FAULT_WRITE_AFTER=20000, FAULT_WRITE_ERRNO="EIO", mode=mode)
 
 
+@DURABILITY
 def test_fsync_and_syncfs_failing_give_451(start_server, connect, shim,
-                                           tmp_path):
+                                           tmp_path, mode):
     check_fault(start_server, connect, shim, tmp_path,
                 ["postmaster@localhost", "alice@localhost"], "451 4.3.0",
-                FAULT_SYNCFS=1, FAULT_FSYNC=1)
+                FAULT_SYNCFS=1, FAULT_FSYNC=1, mode=mode)
 
 
 def test_directory_fsync_failing_removes_the_links(start_server, connect,
@@ -145,14 +156,15 @@ def test_directory_fsync_failing_removes_the_links(start_server, connect,
     failed: the links must go again."""
     check_fault(start_server, connect, shim, tmp_path,
                 ["postmaster@localhost", "alice@localhost"], "451 4.3.0",
-                FAULT_SYNCFS=1, FAULT_FSYNC_DIR=1)
+                FAULT_SYNCFS=1, FAULT_FSYNC_DIR=1, mode=("--no-journal",))
 
 
+@DURABILITY
 def test_second_link_failing_removes_the_first(start_server, connect, shim,
-                                               tmp_path):
+                                               tmp_path, mode):
     check_fault(start_server, connect, shim, tmp_path,
                 ["postmaster@localhost", "alice@localhost"], "452 4.3.1",
-                FAULT_LINK_AFTER=1)
+                FAULT_LINK_AFTER=1, mode=mode)
 
 
 def test_syncfs_failing_alone_falls_back_to_fsync(start_server, connect,
@@ -162,7 +174,7 @@ def test_syncfs_failing_alone_falls_back_to_fsync(start_server, connect,
     alone, three take the syncfs path unless the machine has lately held
     much unwritten data (commit_flush_choose): either way it is delivered."""
     fs = FaultServer(start_server, shim, tmp_path, "-u", "bob:pw",
-                     FAULT_SYNCFS=1)
+                     "--no-journal", FAULT_SYNCFS=1)
     fs.arm()
     c = greeted(connect, fs.srv)
     queue_id(transaction(c, ["postmaster@localhost", "alice@localhost",
@@ -171,11 +183,13 @@ def test_syncfs_failing_alone_falls_back_to_fsync(start_server, connect,
         assert len(fs.srv.new_files(box)) == 1
 
 
+@DURABILITY
 def test_concurrent_clients_during_disk_full(start_server, connect, shim,
-                                             tmp_path):
+                                             tmp_path, mode):
     """Ten clients fail together while the disk is full; none hangs, none
     leaves a file, and all of them deliver once there is room again."""
-    fs = FaultServer(start_server, shim, tmp_path, FAULT_WRITE_AFTER=1000)
+    fs = FaultServer(start_server, shim, tmp_path, *mode,
+                     FAULT_WRITE_AFTER=1000)
     clients = [greeted(connect, fs.srv) for _ in range(10)]
     fs.arm()
     for c in clients:
@@ -217,7 +231,7 @@ def test_one_mailbox_directory_failing_fails_only_its_messages(
     leaves nothing anywhere (not even alice's copy of the message sent to
     both), and the messages for alice alone are delivered."""
     fs = FaultServer(start_server, shim, tmp_path, "-u", "bob:pw",
-                     FAULT_SYNCFS=1, FAULT_FSYNC_DIR=1,
+                     "--no-journal", FAULT_SYNCFS=1, FAULT_FSYNC_DIR=1,
                      FAULT_FSYNC_MATCH="/bob/new")
     clients = [greeted(connect, fs.srv) for _ in range(9)]
     rcpts = [["alice@localhost"], ["bob@localhost"],
@@ -239,8 +253,8 @@ def test_one_fsync_failing_fails_one_message(start_server, connect, shim,
                                              tmp_path):
     """Eight messages at once and the disk fails one file's fsync: that
     message alone gets 451 and leaves nothing; the seven others land."""
-    fs = FaultServer(start_server, shim, tmp_path, FAULT_SYNCFS=1,
-                     FAULT_FSYNC=1, FAULT_FSYNC_ONCE=1)
+    fs = FaultServer(start_server, shim, tmp_path, "--no-journal",
+                     FAULT_SYNCFS=1, FAULT_FSYNC=1, FAULT_FSYNC_ONCE=1)
     clients = [greeted(connect, fs.srv) for _ in range(8)]
     fs.arm()
     replies = send_together(clients, lambda i: ["alice@localhost"])

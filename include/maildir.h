@@ -54,6 +54,10 @@ int maildir_folder_exists(const char *root, const char *name,
 int maildir_find_prefix(const char *root, const char *prefix,
                         char names[][MAILDIR_NAME_MAX + 1], size_t max);
 
+/* This host's name as file names carry it ('/' and ':' written as \057
+ * and \072). */
+const char *maildir_hostname(void);
+
 /* Removes files older than max_age seconds from every root/<box>/tmp/.
  * Returns how many were removed, or -1 with errno. */
 int maildir_clean_tmp(const char *root, time_t max_age);
@@ -126,6 +130,16 @@ struct commit_job {
 
 /* Starts the committer thread for root. NULL with errno on failure. */
 struct committer *committer_new(const char *root);
+
+/* From now on batches are made durable by a write-ahead journal of at
+ * most size bytes, checkpointed every interval seconds (maildir_journal.h),
+ * instead of file by file. Call before the first submit. 0, or -1. */
+int committer_use_journal(struct committer *c, uint64_t size,
+                          unsigned interval);
+
+/* The journal in use, NULL without one (its figures: journal_stats_get). */
+struct journal;
+const struct journal *committer_journal(const struct committer *c);
 
 /* Stops the thread after finishing every job already submitted, runs the
  * remaining done() callbacks, frees everything. */

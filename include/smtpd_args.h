@@ -65,6 +65,9 @@ struct config {
     unsigned message_rate;                  /* --message-rate, 0 = none */
     struct proxy_net limit_exempt[ARGS_MAX_ADDRS]; /* --limit-exempt */
     size_t n_limit_exempt;
+    int no_journal;                         /* --no-journal */
+    unsigned checkpoint;                    /* --checkpoint SECONDS */
+    uint64_t journal_size;                  /* --journal-size */
 };
 
 /*
