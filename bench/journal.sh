@@ -18,8 +18,13 @@
 # shellcheck disable=SC2034  # SMTPD_ARGS is read by run.sh's smtpd_start
 
 # Does this smtpd have the journal? (Its -h names --no-journal.)
+# (Not a pipe into grep -q: under pipefail, smtpd killed by SIGPIPE once
+# grep has its match would make the answer no.)
 journal_supported() {
-    "$SMTPD" -h 2>&1 | grep -q -- --no-journal
+    local help
+    help=$("$SMTPD" -h 2>&1) || true
+    case $help in *--no-journal*) return 0 ;; esac
+    return 1
 }
 
 journal_probe_section() {
