@@ -46,9 +46,16 @@ journal_probe_section() {
     res ""
 }
 
-# journal_cell SERVER SESSIONS SIZE COUNT: one run; sets RATE, and for
-# the journal JSTATS to the journal's own figures (bench/journal_metrics.py).
+# smtpd_cpu: smtpd's CPU seconds so far (user + system, /proc/PID/stat).
+smtpd_cpu() {
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$SMTPD_PID/stat"
+}
+
+# journal_cell SERVER SESSIONS SIZE COUNT: one run; sets RATE; for smtpd
+# CPU to its CPU seconds over the run's seconds (e.g. "0.81 of 3.2 s"),
+# and for the journal JSTATS to its own figures (bench/journal_metrics.py).
 JSTATS=
+CPU=
 journal_cell() {
     local server=$1 sessions=$2 size=$3 count=$4 metrics=$((PORT + 3))
     case $server in
@@ -59,7 +66,11 @@ journal_cell() {
     esac
     new_root
     smtpd_start "$ROOT"
+    local c0
+    c0=$(smtpd_cpu)
     deliver "$PORT" "$ROOT" "$sessions" "$size" 1 "$count"
+    CPU=$(awk -v a="$c0" -v b="$(smtpd_cpu)" -v n="$count" -v r="$RATE" \
+        'BEGIN { printf "%.2f of %.1f s", b - a, n / r }')
     if [ "$server" = journal ]; then
         JSTATS=$("$PY" "$HERE/journal_metrics.py" "http://127.0.0.1:$metrics/metrics") || JSTATS=
     fi
@@ -88,11 +99,11 @@ journal_side_by_side() {
                 local r_journal="" r_nojournal="" r_plain="" r_postfix=""
                 for i in $(seq "$RUNS"); do
                     for srv in $servers; do
-                        JSTATS=
+                        JSTATS='' CPU=''
                         journal_cell "$srv" "$sessions" "$size" "$count"
                         eval "r_$srv=\"\$r_$srv $RATE\""
-                        log "journal neighbour=$kind $label s=$sessions m=$count run $i: $srv $RATE${JSTATS:+ ($JSTATS)}"
-                        [ -z "$JSTATS" ] || figs="$figs| $kind | $label | $sessions | $i | $JSTATS |"$'\n'
+                        log "journal neighbour=$kind $label s=$sessions m=$count run $i: $srv $RATE${CPU:+ cpu $CPU}${JSTATS:+ ($JSTATS)}"
+                        [ "$srv" = postfix ] || figs="$figs| $kind | $label | $sessions | $i | $srv | $RATE | $CPU | ${JSTATS:-} |"$'\n'
                     done
                 done
                 [ -n "$r_plain" ] && r_nojournal=$r_plain
@@ -118,18 +129,13 @@ ratio() {
 }
 
 journal_figures() {
-    res "### The journal's own figures (\`--metrics\`, scraped at the end of each journal run)"
+    res "### Each smtpd run: its CPU, and the journal's own figures (\`--metrics\`, scraped at the end of the run)"
     res ""
-    if [ -z "$1" ]; then
-        res "None: this smtpd exposes no \`smtpd_journal_*\` series."
-        res ""
-        return
-    fi
-    res "| neighbour | load | sessions | run | figures |"
-    res "|---|---|---:|---:|---|"
+    res "| neighbour | load | sessions | run | smtpd | msg/s | smtpd CPU s of the run's s | journal figures |"
+    res "|---|---|---:|---:|---|---:|---|---|"
     printf '%s' "$1" | tee -a "$OUT/results.md"
     res ""
-    res "Every \`smtpd_journal_*\` series, summed over its labels (\`bench/journal_metrics.py\`); histograms as count, mean and p50/p90/p99 read from the buckets (linear inside a bucket), in ms for seconds."
+    res "CPU: smtpd's user + system time during the run (\`/proc/PID/stat\`), against the run's length; the machine has $(nproc) CPUs, shared with the load generator and the neighbour. Journal figures: every \`smtpd_journal_*\` series, summed over its labels (\`bench/journal_metrics.py\`); summaries as count and mean, histograms as count, mean and p50/p90/p99 read from the buckets (linear inside a bucket), in ms for seconds; empty when the server exposes none."
     res ""
 }
 

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """The journal's own figures from one smtpd --metrics scrape: every
 series whose name starts with smtpd_journal_, summed over its labels.
-Counters and gauges are printed as they are; a histogram as its count,
-its mean and its p50/p90/p99 (read from the buckets as Prometheus's
+Counters and gauges are printed as they are; a summary (_sum and
+_count) as its count and mean; a histogram as its count, its mean and
+its p50/p90/p99 (read from the buckets as Prometheus's
 histogram_quantile does: linear inside the bucket). When a counter of
 records and one of syncs are both there, their ratio too (records per
 sync). Prints one line, `name=value ...`, or nothing when the server
@@ -80,6 +81,15 @@ def summary(text):
             v = quantile(q, cum)
             if v is not None:
                 out.append("%s_p%d=%.3g%s" % (short, round(q * 100), v * ms, unit))
+    for base in sorted(k[:-len("_count")] for k in list(plain) if k.endswith("_count")):
+        if base + "_sum" not in plain:
+            continue
+        n, s = plain.pop(base + "_count"), plain.pop(base + "_sum")
+        ms = 1000 if base.endswith("_seconds") else 1
+        short = base[len("smtpd_journal_"):]
+        out.append("%s_count=%s" % (short, number(n)))
+        if n:
+            out.append("%s_mean=%.3g%s" % (short, s / n * ms, "ms" if ms == 1000 else ""))
     for name, v in sorted(plain.items()):
         out.append("%s=%s" % (name[len("smtpd_journal_"):], number(v)))
     records = [v for k, v in plain.items() if "record" in k and k.endswith("_total")]
