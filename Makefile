@@ -43,7 +43,7 @@ SERVER_SRC = smtpd.c smtpd_args.c log.c stats.c \
              parser.c \
              auth_sasl.c auth_login.c auth_throttle.c auth_users.c auth_passwd.c \
              maildir.c maildir_commit.c maildir_spool.c maildir_quota.c maildir_quota_rule.c \
-             maildir_journal.c maildir_journal_record.c maildir_replay.c maildir_sha256.c \
+             maildir_commit_steps.c maildir_journal.c maildir_journal_record.c maildir_replay.c maildir_sha256.c \
              transport.c transform.c transform_errpipe.c monitor.c \
              selector.c selector_$(SELECTOR).c worker.c buffer.c \
              metrics.c metrics_http.c \
@@ -223,12 +223,16 @@ build/fuzz/fuzz_bdat: fuzz/fuzz_bdat.c smtp_bdat.c parser.c smtp_utf8.c $(wildca
 	mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_bdat.c smtp_bdat.c parser.c smtp_utf8.c -o $@
 
+build/fuzz/fuzz_journal: fuzz/fuzz_journal.c maildir_journal_record.c maildir_sha256.c $(wildcard include/*.h)
+	mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) fuzz/fuzz_journal.c maildir_journal_record.c maildir_sha256.c -o $@
+
 # Each harness runs FUZZ_TIME seconds from the seed corpus; new inputs go
 # to build/fuzz/corpus-*, so the corpus kept in git stays as it is.
 fuzz: build/fuzz/fuzz_parser build/fuzz/fuzz_monitor build/fuzz/fuzz_users \
       build/fuzz/fuzz_proxy build/fuzz/fuzz_http build/fuzz/fuzz_aliases \
-      build/fuzz/fuzz_bdat
-	for h in parser monitor users proxy http aliases bdat; do \
+      build/fuzz/fuzz_bdat build/fuzz/fuzz_journal
+	for h in parser monitor users proxy http aliases bdat journal; do \
 	  mkdir -p build/fuzz/corpus-$$h && \
 	  build/fuzz/fuzz_$$h -max_total_time=$(FUZZ_TIME) -max_len=16384 \
 	    -artifact_prefix=build/fuzz/ build/fuzz/corpus-$$h fuzz/corpus/$$h \

@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -43,6 +44,10 @@
 #include "maildir.h"
 #include "maildir_journal_record.h"
 #include "maildir_replay.h"
+
+/* A journal that could not be made (a full disk, a root not writable) is
+ * tried again this long after, its messages synced file by file meanwhile. */
+#define JOURNAL_RETRY_US (10 * 1000000ULL)
 
 const uint64_t journal_sync_bounds_us[7] = { 500, 1000, 2000, 5000, 10000,
                                              50000, 250000 };
@@ -61,7 +66,10 @@ struct journal {
     uint64_t batch_off, batch_seq;  /* the head when the batch began */
     uint64_t batch_first;       /* where the batch's first header went */
     unsigned batch_records;
-    bool broken;                /* the file could not be made: per file */
+    uint8_t key[JOURNAL_KEY_LEN];   /* the records' checksum key (set
+                                       before shared_fd, then constant) */
+    uint64_t retry_at_us;       /* the file could not be made: per file
+                                   until then (CLOCK_MONOTONIC) */
     uint8_t *body;              /* a message read back, to be written */
     size_t body_cap;
 
@@ -69,6 +77,7 @@ struct journal {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int shared_fd;              /* fd, once made */
+    uint64_t shared_size;       /* size, as the checkpoint sees it */
     uint64_t synced_off, synced_seq;    /* the head after the last sync */
     uint64_t tail_off, tail_seq;        /* the last checkpoint */
     uint64_t generation;
@@ -174,17 +183,23 @@ static int journal_make(struct journal *j)
     j->size = (uint64_t)st.st_size;
     if (end.generation == 0 || j->size < JOURNAL_STEP) {
         j->size = j->size < JOURNAL_STEP ? JOURNAL_STEP : j->size;
-        end = (struct jslot){ 1, JOURNAL_DATA_START, 1 };
-        if (journal_zero_fill(fd, 0, j->size) < 0
-            || journal_slot_write(fd, &end) < 0 || fsync(dir) < 0)
+        end = (struct jslot){ .tail_off = JOURNAL_DATA_START, .tail_seq = 1 };
+        if (journal_zero_fill(fd, 0, j->size) < 0 || fsync(dir) < 0)
             goto fail;
     }
+    /* a key of our own: records of earlier owners never pass again */
+    end.generation++;
+    if (getrandom(end.key, sizeof end.key, 0) != (ssize_t)sizeof end.key
+        || journal_slot_write(fd, &end) < 0)
+        goto fail;
+    memcpy(j->key, end.key, sizeof j->key);
     close(dir);
     j->fd = fd;
     j->head_off = j->batch_off = end.tail_off;
     j->head_seq = j->batch_seq = end.tail_seq;
     pthread_mutex_lock(&j->mu);
     j->shared_fd = fd;
+    j->shared_size = j->size;
     j->synced_off = j->tail_off = end.tail_off;
     j->synced_seq = j->tail_seq = end.tail_seq;
     j->generation = end.generation;
@@ -211,6 +226,9 @@ static int journal_grow(struct journal *j)
     if (journal_zero_fill(j->fd, j->size, j->size + JOURNAL_STEP) < 0)
         return -1;
     j->size += JOURNAL_STEP;
+    pthread_mutex_lock(&j->mu);
+    j->shared_size = j->size;
+    pthread_mutex_unlock(&j->mu);
     return 0;
 }
 
@@ -221,7 +239,7 @@ static int journal_wrap(struct journal *j)
     if (j->head_off + JOURNAL_REC_HEADER <= j->size) {
         uint8_t hdr[JOURNAL_REC_HEADER];
         struct jrec r = { .type = JREC_WRAP, .seq = j->head_seq };
-        jrec_encode(&r, "", hdr);
+        jrec_encode(&r, j->key, "", hdr);
         if (journal_pwrite(j->fd, hdr, sizeof hdr, j->head_off) < 0)
             return -1;
         if (j->batch_records++ == 0)
@@ -299,10 +317,13 @@ int journal_add(struct journal *j, const char *names, uint32_t names_len,
     static const uint8_t pad[8];
     uint8_t hdr[JOURNAL_REC_HEADER];
     uint64_t size = jrec_size(names_len, len);
-    if (j->broken || (j->fd < 0 && journal_make(j) < 0)) {
-        j->broken = true;
-        errno = EIO;
-        return -1;
+    if (j->fd < 0) {
+        if (journal_now_us() < j->retry_at_us || journal_make(j) < 0) {
+            if (journal_now_us() >= j->retry_at_us)
+                j->retry_at_us = journal_now_us() + JOURNAL_RETRY_US;
+            errno = EIO;
+            return -1;
+        }
     }
     if (len > journal_record_max(j) || names_len > JOURNAL_NAMES_MAX) {
         errno = EFBIG;
@@ -316,7 +337,7 @@ int journal_add(struct journal *j, const char *names, uint32_t names_len,
     struct jrec r = { .type = JREC_MESSAGE, .names_len = names_len,
                       .seq = j->head_seq, .body_len = len };
     sha256(j->body, len, r.body_sha);
-    jrec_encode(&r, names, hdr);
+    jrec_encode(&r, j->key, names, hdr);
     struct iovec iov[4] = {
         { hdr, sizeof hdr }, { (void *)names, names_len },
         { j->body, len }, { (void *)pad, size - sizeof hdr - names_len - len },
@@ -347,21 +368,28 @@ static void journal_count_sync(struct journal *j, uint64_t us)
         atomic_store_explicit(&j->st.sync_us_max, us, memory_order_relaxed);
 }
 
-/* Bytes of live records from the tail to the head (mu held). */
+/* Bytes of live records from the tail to the synced head (mu held). */
 static uint64_t journal_used(const struct journal *j)
 {
     if (j->synced_off >= j->tail_off)
         return j->synced_off - j->tail_off;
-    return (j->size - j->tail_off) + (j->synced_off - JOURNAL_DATA_START);
+    return (j->shared_size - j->tail_off) + (j->synced_off - JOURNAL_DATA_START);
 }
 
-/* A failed sync: the batch's first header is zeroed, so replay ends
- * before it, and the head goes back for the next batch to use. */
+/*
+ * A failed sync: every byte the batch wrote is zeroed, so replay ends
+ * before it, and the head goes back for the next batch to use. Zeroing
+ * the first header alone is not enough: the next batch reuses the same
+ * sequence numbers from the same place, and when its records end exactly
+ * where one of the failed batch's began (messages of the same size), that
+ * stale record would pass for the next one and be replayed.
+ */
 static void journal_undo_batch(struct journal *j)
 {
-    static const uint8_t zeros[JOURNAL_REC_HEADER];
-    if (journal_pwrite(j->fd, zeros, sizeof zeros, j->batch_first) == 0)
-        fdatasync(j->fd);
+    bool wrapped = j->head_off < j->batch_first;
+    if (journal_zero_fill(j->fd, j->batch_first,
+                          wrapped ? j->size : j->head_off) == 0 && wrapped)
+        journal_zero_fill(j->fd, JOURNAL_DATA_START, j->head_off);
     j->head_off = j->batch_off;
     j->head_seq = j->batch_seq;
 }
@@ -440,7 +468,8 @@ static void journal_checkpoint_once(struct journal *j)
 {
     if (j->shared_fd < 0 || j->synced_seq == j->tail_seq)
         return;
-    struct jslot to = { j->generation + 1, j->synced_off, j->synced_seq };
+    struct jslot to = { j->generation + 1, j->synced_off, j->synced_seq, {0} };
+    memcpy(to.key, j->key, sizeof to.key);
     int fd = j->shared_fd;
     pthread_mutex_unlock(&j->mu);
     journal_checkpoint(j, fd, &to);
@@ -450,6 +479,8 @@ static void journal_checkpoint_once(struct journal *j)
     j->generation = to.generation;
     j->tail_off = to.tail_off;
     j->tail_seq = to.tail_seq;
+    atomic_store_explicit(&j->st.bytes_used, journal_used(j),
+                          memory_order_relaxed);
 }
 
 static void *journal_thread(void *arg)

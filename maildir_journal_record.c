@@ -46,19 +46,36 @@ uint64_t jrec_size(uint32_t names_len, uint64_t body_len)
     return (n + 7) & ~(uint64_t)7;
 }
 
-/* The record's checksum: its first 64 header bytes, then the names. */
-static void jrec_sum(const uint8_t hdr[JOURNAL_REC_HEADER], const char *names,
+/*
+ * The record's checksum: HMAC-SHA-256 (RFC 2104) under key of its first
+ * 64 header bytes, then the names: H((K ^ opad) || H((K ^ ipad) || m)),
+ * the 32-byte key padded with zeros to SHA-256's 64-byte block.
+ */
+static void jrec_sum(const uint8_t key[JOURNAL_KEY_LEN],
+                     const uint8_t hdr[JOURNAL_REC_HEADER], const char *names,
                      uint32_t names_len, uint8_t out[SHA256_LEN])
 {
+    uint8_t pad[64], inner[SHA256_LEN];
     struct sha256 s;
+    memset(pad, 0x36, sizeof pad);
+    for (size_t i = 0; i < JOURNAL_KEY_LEN; i++)
+        pad[i] ^= key[i];
     sha256_init(&s);
+    sha256_update(&s, pad, sizeof pad);
     sha256_update(&s, hdr, 64);
     sha256_update(&s, names, names_len);
+    sha256_final(&s, inner);
+    memset(pad, 0x5c, sizeof pad);
+    for (size_t i = 0; i < JOURNAL_KEY_LEN; i++)
+        pad[i] ^= key[i];
+    sha256_init(&s);
+    sha256_update(&s, pad, sizeof pad);
+    sha256_update(&s, inner, sizeof inner);
     sha256_final(&s, out);
 }
 
-void jrec_encode(struct jrec *r, const char *names,
-                 uint8_t out[JOURNAL_REC_HEADER])
+void jrec_encode(struct jrec *r, const uint8_t key[JOURNAL_KEY_LEN],
+                 const char *names, uint8_t out[JOURNAL_REC_HEADER])
 {
     memcpy(out, REC_MAGIC, 8);
     put32(out + 8, r->type);
@@ -66,7 +83,7 @@ void jrec_encode(struct jrec *r, const char *names,
     put64(out + 16, r->seq);
     put64(out + 24, r->body_len);
     memcpy(out + 32, r->body_sha, SHA256_LEN);
-    jrec_sum(out, names, r->names_len, r->rec_sha);
+    jrec_sum(key, out, names, r->names_len, r->rec_sha);
     memcpy(out + 64, r->rec_sha, SHA256_LEN);
 }
 
@@ -117,13 +134,15 @@ static int jrec_box_ok(const char *box)
     return 1;
 }
 
-int jrec_check_names(const struct jrec *r, const uint8_t in[JOURNAL_REC_HEADER],
-                     const char *names)
+int jrec_check_names(const struct jrec *r, const uint8_t key[JOURNAL_KEY_LEN],
+                     const uint8_t in[JOURNAL_REC_HEADER], const char *names)
 {
     uint8_t sum[SHA256_LEN];
-    jrec_sum(in, names, r->names_len, sum);
+    jrec_sum(key, in, names, r->names_len, sum);
     if (memcmp(sum, r->rec_sha, SHA256_LEN) != 0)
         return -1;
+    if (r->type == JREC_WRAP)
+        return 0;                   /* no names (jrec_decode) */
     if (names[r->names_len - 1] != '\0')
         return -1;
     uint32_t pos = 0, boxes = 0;
@@ -143,7 +162,8 @@ void jslot_encode(const struct jslot *s, uint8_t out[JOURNAL_SLOT_BYTES])
     put64(out + 8, s->generation);
     put64(out + 16, s->tail_off);
     put64(out + 24, s->tail_seq);
-    sha256(out, 32, out + 32);
+    memcpy(out + 32, s->key, JOURNAL_KEY_LEN);
+    sha256(out, 64, out + 64);
 }
 
 int jslot_decode(const uint8_t in[JOURNAL_SLOT_BYTES], uint64_t file_size,
@@ -152,12 +172,13 @@ int jslot_decode(const uint8_t in[JOURNAL_SLOT_BYTES], uint64_t file_size,
     uint8_t sum[SHA256_LEN];
     if (memcmp(in, SLOT_MAGIC, 8) != 0)
         return -1;
-    sha256(in, 32, sum);
-    if (memcmp(sum, in + 32, SHA256_LEN) != 0)
+    sha256(in, 64, sum);
+    if (memcmp(sum, in + 64, SHA256_LEN) != 0)
         return -1;
     s->generation = get64(in + 8);
     s->tail_off = get64(in + 16);
     s->tail_seq = get64(in + 24);
+    memcpy(s->key, in + 32, JOURNAL_KEY_LEN);
     if (s->tail_off < JOURNAL_DATA_START || s->tail_off > file_size
         || s->tail_off % 8 != 0)
         return -1;

@@ -9,6 +9,9 @@
  * again, as a new file renamed over the old name, never twice: the
  * checkpoint written at the end says those records are done.
  *
+ * The maildirsize of each mailbox a replayed record names is removed, to
+ * be counted again from the files.
+ *
  * A message a reader deleted between its 250 and the next checkpoint
  * (at most --checkpoint seconds) comes back after a crash: the journal
  * cannot tell "deleted" from "lost" (docs/reliability.md).
@@ -184,6 +187,28 @@ static int replay_box(const char *root, const char *box, const char *name,
     return rc;
 }
 
+/*
+ * The mailbox's maildirsize is removed, to be counted again from its
+ * files (at start, by maildir_quota.c, or by Dovecot): the line the
+ * committer appended for this message was not synced before its 250, so
+ * after a power cut it may be missing while the message is back.
+ */
+static void replay_forget_quota(const char *root, const char *box)
+{
+    char top[MAILDIR_NAME_MAX + 1];
+    size_t len = strcspn(box, "/");
+    if (len >= sizeof top)
+        return;
+    memcpy(top, box, len);
+    top[len] = '\0';
+    int dir = maildir_open_dir(root, top, NULL);
+    if (dir < 0)
+        return;
+    if (unlinkat(dir, "maildirsize", 0) == 0)
+        fsync(dir);
+    close(dir);
+}
+
 /* ---- the walk --------------------------------------------------------- */
 
 /* Reads len bytes at off: 0, or -1 (short: the record is torn). */
@@ -201,24 +226,25 @@ static int replay_read(int fd, void *p, uint64_t len, uint64_t off)
 
 /* The record at off with sequence seq, whole and checked, into *names and
  * *body (malloc'd); 0, or -1 when it is not there (the end). */
-static int replay_load(int fd, uint64_t size, uint64_t off, uint64_t seq,
+static int replay_load(int fd, uint64_t size, const struct jslot *at,
                        struct jrec *r, char **names, uint8_t **body)
 {
     uint8_t hdr[JOURNAL_REC_HEADER], sum[SHA256_LEN];
     *names = NULL;
     *body = NULL;
+    uint64_t off = at->tail_off;
     if (replay_read(fd, hdr, sizeof hdr, off) < 0
-        || jrec_decode(hdr, seq, r) < 0)
+        || jrec_decode(hdr, at->tail_seq, r) < 0)
         return -1;
     if (r->type == JREC_WRAP)
-        return 0;
+        return jrec_check_names(r, at->key, hdr, "");
     if (off + jrec_size(r->names_len, r->body_len) > size)
         return -1;
     *names = malloc(r->names_len);
     *body = malloc(r->body_len ? r->body_len : 1);
     if (*names && *body
         && replay_read(fd, *names, r->names_len, off + sizeof hdr) == 0
-        && jrec_check_names(r, hdr, *names) == 0
+        && jrec_check_names(r, at->key, hdr, *names) == 0
         && replay_read(fd, *body, r->body_len,
                        off + sizeof hdr + r->names_len) == 0) {
         sha256(*body, r->body_len, sum);
@@ -250,6 +276,8 @@ static int replay_record(const char *root, const struct jrec *r,
         }
         res->restored += (unsigned)rc;
         res->skipped += (unsigned)gone;
+        if (!gone)
+            replay_forget_quota(root, box);
     }
     res->records++;
     return 0;
@@ -269,8 +297,7 @@ static int replay_walk(const char *root, int fd, uint64_t size,
             at->tail_off = JOURNAL_DATA_START;
             continue;
         }
-        if (replay_load(fd, size, at->tail_off, at->tail_seq, &r,
-                        &names, &body) < 0)
+        if (replay_load(fd, size, at, &r, &names, &body) < 0)
             return 0;
         int rc = r.type == JREC_WRAP ? 0
                  : replay_record(root, &r, names, body, res);
@@ -290,11 +317,11 @@ int journal_replay(const char *root, int fd, struct jslot *end,
 {
     struct stat st;
     memset(res, 0, sizeof *res);
-    *end = (struct jslot){ 0, JOURNAL_DATA_START, 1 };
+    *end = (struct jslot){ .tail_off = JOURNAL_DATA_START, .tail_seq = 1 };
     if (fstat(fd, &st) < 0)
         return -1;
     if (journal_slot_read(fd, (uint64_t)st.st_size, end) < 0) {
-        *end = (struct jslot){ 0, JOURNAL_DATA_START, 1 };
+        *end = (struct jslot){ .tail_off = JOURNAL_DATA_START, .tail_seq = 1 };
         return 0;
     }
     if (replay_walk(root, fd, (uint64_t)st.st_size, end, res) < 0)

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "maildir_journal.h"
 #include "stats.h"
 #include "transport_tls.h"
 #include "transform.h"
@@ -149,6 +150,65 @@ static void metrics_family_render(struct metrics_out *o,
     }
 }
 
+/* ---- the journal's figures ------------------------------------------ */
+
+static const struct journal *metrics_journal;
+
+void metrics_watch_journal(const struct journal *j)
+{
+    metrics_journal = j;
+}
+
+static void metrics_counter(struct metrics_out *o, const char *name,
+                            const char *type, const char *help, double v)
+{
+    metrics_printf(o, "# HELP %s %s\n# TYPE %s %s\n%s %.9g\n", name, help,
+                   name, type, name, v);
+}
+
+/* Syncs of the journal (one per batch) as a histogram of seconds. */
+static void metrics_journal_syncs(struct metrics_out *o,
+                                  const struct journal_stats *js)
+{
+    const char *h = "smtpd_journal_sync_seconds";
+    uint64_t cum = 0;
+    metrics_printf(o, "# HELP %s How long each batch's fdatasync of the "
+                   "journal took.\n# TYPE %s histogram\n", h, h);
+    for (size_t i = 0; i < 7; i++) {
+        cum += js->sync_buckets[i];
+        metrics_printf(o, "%s_bucket{le=\"%g\"} %llu\n", h,
+                       (double)journal_sync_bounds_us[i] / 1e6,
+                       (unsigned long long)cum);
+    }
+    metrics_printf(o, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n"
+                   "%s_count %llu\n", h, (unsigned long long)js->syncs, h,
+                   (double)js->sync_us / 1e6, h,
+                   (unsigned long long)js->syncs);
+}
+
+static void metrics_journal_render(struct metrics_out *o)
+{
+    struct journal_stats js;
+    if (metrics_journal == NULL)
+        return;
+    journal_stats_get(metrics_journal, &js);
+    metrics_counter(o, "smtpd_journal_records_total", "counter",
+                    "Messages written to the journal.", (double)js.records);
+    metrics_journal_syncs(o, &js);
+    metrics_counter(o, "smtpd_journal_checkpoints_total", "counter",
+                    "Checkpoints: the journal's files synced, its space "
+                    "freed.", (double)js.checkpoints);
+    metrics_counter(o, "smtpd_journal_checkpoint_seconds_total", "counter",
+                    "Time spent in checkpoints.",
+                    (double)js.checkpoint_us / 1e6);
+    metrics_counter(o, "smtpd_journal_full_total", "counter",
+                    "Messages synced file by file because the journal had "
+                    "no room.", (double)js.full);
+    metrics_counter(o, "smtpd_journal_bytes", "gauge",
+                    "Journal bytes holding records not yet checkpointed.",
+                    (double)js.bytes_used);
+}
+
 size_t metrics_render(char *buf, size_t cap)
 {
     struct metrics_out o = { buf, cap, 0, cap == 0 };
@@ -161,6 +221,7 @@ size_t metrics_render(char *buf, size_t cap)
 
     for (size_t i = 0; i < sizeof metrics_families / sizeof metrics_families[0]; i++)
         metrics_family_render(&o, &metrics_families[i], &snap);
+    metrics_journal_render(&o);
     metrics_printf(&o, "# HELP smtpd_build_info The version and whether TLS "
                    "is built in; always 1.\n# TYPE smtpd_build_info gauge\n"
                    "smtpd_build_info{version=\"%s\",tls=\"%s\"} 1\n",

@@ -378,6 +378,7 @@ int main(int argc, char **argv)
         return 1;
     }
     session_init(&cfg, sel, c);
+    metrics_watch_journal(committer_journal(c));
     quota_committer = c;
     quota_setup(&cfg.quota, passwd_quota, quota_reread);
     struct limits_conf limits = { cfg.client_limit, cfg.client_rate,

@@ -3,10 +3,13 @@ while clients deliver, several rounds on the same mailbox root.  Every
 message that got "250 2.0.0" is whole in new/ of each of its recipients,
 exactly once; a restart on the same root serves again; tmp/ files older
 than 36 h are swept at start and fresh ones are kept.  Every other round
-runs the messages through a filter (-t cat).  The whole test runs twice:
-on a quiet disk, and with a neighbour rewriting a 64 MiB file on the same
-filesystem the whole time, which keeps the kernel's unwritten data above
-the committer's threshold so that its batches go file by file
+runs the messages through a filter (-t cat).  The whole test runs four
+times: with the write-ahead journal (the default: the files are synced
+later, and a replay at start finds them all in new/, since only the
+process died) and with --no-journal (each file synced before its 250),
+each on a quiet disk and with a neighbour rewriting a 64 MiB file on the
+same filesystem the whole time, which keeps the kernel's unwritten data
+above the committer's threshold so that its batches go file by file
 (docs/design.md, "Durability").
 
 Each message carries a unique token as its last line, so a file can be
@@ -90,16 +93,18 @@ def neighbour(path, stop):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", [(), ("--no-journal",)],
+                         ids=["journal", "no-journal"])
 @pytest.mark.parametrize("disk", ["quiet", "neighbour"])
 def test_kill_9_rounds_lose_no_acknowledged_message(start_server, tmp_path,
-                                                    disk):
+                                                    disk, mode):
     noise_stop = threading.Event()
     noise = threading.Thread(target=neighbour, daemon=True,
                              args=(tmp_path / "neighbour", noise_stop))
     if disk == "neighbour":
         noise.start()
     try:
-        kill_rounds(start_server, tmp_path)
+        kill_rounds(start_server, tmp_path, mode)
     finally:
         noise_stop.set()
         if noise.is_alive():
@@ -107,7 +112,22 @@ def test_kill_9_rounds_lose_no_acknowledged_message(start_server, tmp_path,
     assert not noise.is_alive()
 
 
-def kill_rounds(start_server, tmp_path):
+REPLAY_RE = re.compile(r"journal \S+: (\d+) records after the checkpoint, "
+                       r"(\d+) files written again")
+
+
+def check_replay(srv, mode):
+    """The files of a process killed are all in new/ (only a power cut
+    loses them): a replay at start, if any, writes none again; with
+    --no-journal there is no journal at all."""
+    found = REPLAY_RE.findall(srv.log_text())
+    if mode:
+        assert found == [] and not (srv.root / ".journal").exists()
+    else:
+        assert [written for _, written in found if written != "0"] == []
+
+
+def kill_rounds(start_server, tmp_path, mode):
     root = tmp_path / "mail"
     rcpt_sets = [("postmaster",), ("alice",), ("postmaster", "alice", "bob")]
     acked, killed_after = [], []
@@ -118,8 +138,9 @@ def kill_rounds(start_server, tmp_path):
         # odd rounds run every message through a filter (-t cat): its
         # copy of the message is what must be durable then
         extra = ("-t", "cat") if rnd % 2 else ()
-        srv = start_server("-u", "alice:pw", "-u", "bob:pw", *extra,
+        srv = start_server("-u", "alice:pw", "-u", "bob:pw", *extra, *mode,
                            root=root)
+        check_replay(srv, mode)
         stop = threading.Event()
         round_acked = []
         threads = [threading.Thread(target=sender, daemon=True,
@@ -153,7 +174,8 @@ def kill_rounds(start_server, tmp_path):
           % (len(acked), copies, on_disk))
 
     # the same root serves again after the last kill
-    srv = start_server("-u", "alice:pw", "-u", "bob:pw", root=root)
+    srv = start_server("-u", "alice:pw", "-u", "bob:pw", *mode, root=root)
+    check_replay(srv, mode)
     c = Client(srv.port)
     c.greet()
     assert c.cmd("MAIL FROM:<a@b.test>").startswith("250")

@@ -26,6 +26,8 @@ HARNESSES = {
     "http": ["fuzz/fuzz_http.c", "metrics_http.c"],
     "aliases": ["fuzz/fuzz_aliases.c", "addr_aliases.c"],
     "bdat": ["fuzz/fuzz_bdat.c", "smtp_bdat.c", "parser.c", "smtp_utf8.c"],
+    "journal": ["fuzz/fuzz_journal.c", "maildir_journal_record.c",
+                "maildir_sha256.c"],
 }
 SECONDS = 10
 

@@ -71,14 +71,14 @@ def get(srv, path="/metrics"):
 
 
 def scrape(srv):
-    """The samples of one GET /metrics: {'name{labels}': int}."""
+    """The samples of one GET /metrics: {'name{labels}': int or float}."""
     status, _, body = get(srv)
     assert status == b"HTTP/1.1 200 OK"
     values = {}
     for line in body.decode().splitlines():
         if line and not line.startswith("#"):
             key, value = line.rsplit(" ", 1)
-            values[key] = int(value)
+            values[key] = int(value) if value.isdigit() else float(value)
     return values
 
 
@@ -325,6 +325,35 @@ def test_values_equal_manager_stats_on_an_idle_server(start_server, connect):
     assert values["smtpd_recipients_rejected_total"] == 1
     assert values["smtpd_monitor_dropped_total"] >= 1
     assert values["smtpd_connections_total"] >= 1
+
+
+@pytest.mark.parametrize("mode", [(), ("--no-journal",)],
+                         ids=["journal", "no-journal"])
+def test_journal_figures(start_server, connect, mode):
+    """With the journal each stored message is a record and each batch a
+    sync in the histogram (buckets cumulative, +Inf = count); with
+    --no-journal the smtpd_journal_* families are not there at all."""
+    srv = metrics_server(start_server, "-u", "alice:pw", *mode)
+    c = greeted(connect, srv)
+    for i in range(3):
+        assert send_mail(c, "a@x", ["alice@localhost"],
+                         b"Subject: %d\r\n\r\nhi\r\n" % i).startswith("250")
+    status, _, body = get(srv)
+    values = scrape(srv)
+    if mode:
+        assert b"smtpd_journal" not in body
+        return
+    assert "\n# TYPE smtpd_journal_sync_seconds histogram\n" in body.decode()
+    assert values["smtpd_journal_records_total"] == 3
+    syncs = values["smtpd_journal_sync_seconds_count"]
+    assert 1 <= syncs <= 3
+    assert values['smtpd_journal_sync_seconds_bucket{le="+Inf"}'] == syncs
+    buckets = [v for k, v in values.items()
+               if k.startswith("smtpd_journal_sync_seconds_bucket")]
+    assert buckets == sorted(buckets)
+    assert values["smtpd_journal_sync_seconds_sum"] > 0
+    assert values["smtpd_journal_bytes"] > 3 * 96
+    assert values["smtpd_journal_full_total"] == 0
 
 
 def test_messages_counted_by_how_they_ended(start_server, connect):

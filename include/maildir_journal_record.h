@@ -12,8 +12,9 @@
  *   8192   records, each 8-byte aligned:
  *            96-byte header: "SMTPDJR1", type (u32), names length (u32),
  *                            sequence (u64), body length (u64),
- *                            SHA-256 of the body, SHA-256 of the record
- *                            (the first 64 header bytes and the names)
+ *                            SHA-256 of the body, HMAC-SHA-256 of the
+ *                            record (its first 64 header bytes and the
+ *                            names) under the journal's key
  *            names:  the file's name in new/, then each mailbox, each
  *                    ending in a NUL
  *            body:   the exact bytes of the file
@@ -22,7 +23,12 @@
  * A record of type WRAP says "the next one is at 8192"; so does the end
  * of the file when fewer than 96 bytes are left there. Sequence numbers
  * go up by one per record (a WRAP counts), so a record left from an
- * earlier lap never passes for the next one.
+ * earlier lap never passes for the next one. The key is 32 random bytes
+ * drawn each time an instance takes the journal, kept in the slots
+ * (the file is 0600): a message body is bytes a client chose, and once
+ * the ring has wrapped an old body may lie right where replay looks for
+ * the next record; without the key a client could have written one that
+ * passes.
  */
 #ifndef MAILDIR_JOURNAL_RECORD_H
 #define MAILDIR_JOURNAL_RECORD_H
@@ -35,7 +41,8 @@
 #define JOURNAL_SLOT_SIZE   4096
 #define JOURNAL_DATA_START  (2 * JOURNAL_SLOT_SIZE)
 #define JOURNAL_REC_HEADER  96
-#define JOURNAL_SLOT_BYTES  64      /* the part of a slot that is used */
+#define JOURNAL_SLOT_BYTES  96      /* the part of a slot that is used */
+#define JOURNAL_KEY_LEN     32
 #define JOURNAL_NAMES_MAX   8192    /* a name and up to 100 mailboxes */
 
 enum jrec_type { JREC_MESSAGE = 1, JREC_WRAP = 2 };
@@ -55,6 +62,7 @@ struct jslot {
     uint64_t generation;
     uint64_t tail_off;
     uint64_t tail_seq;
+    uint8_t key[JOURNAL_KEY_LEN];   /* the records' checksum key */
 };
 
 /* Bytes a record takes in the file, padding included. */
@@ -63,10 +71,10 @@ uint64_t jrec_size(uint32_t names_len, uint64_t body_len);
 /*
  * Fills r (its body_sha must be set by the caller, who hashed the body)
  * and writes its 96-byte header into out, computing the record's own
- * checksum over it and the names.
+ * checksum over it and the names under key.
  */
-void jrec_encode(struct jrec *r, const char *names,
-                 uint8_t out[JOURNAL_REC_HEADER]);
+void jrec_encode(struct jrec *r, const uint8_t key[JOURNAL_KEY_LEN],
+                 const char *names, uint8_t out[JOURNAL_REC_HEADER]);
 
 /*
  * Reads a header. 0 when it is a well-formed header of the record
@@ -77,18 +85,19 @@ void jrec_encode(struct jrec *r, const char *names,
 int jrec_decode(const uint8_t in[JOURNAL_REC_HEADER], uint64_t want_seq,
                 struct jrec *r);
 
-/* 0 when names (r->names_len bytes) match the record's checksum and are
- * well formed: a file name, then 1-100 mailboxes, each ending in a NUL,
- * none empty, with no "/" in the file name and no "." or ".." parts nor
- * a leading "/" in a mailbox. -1 otherwise. */
-int jrec_check_names(const struct jrec *r, const uint8_t in[JOURNAL_REC_HEADER],
-                     const char *names);
+/* 0 when names (r->names_len bytes) match the record's checksum under
+ * key and are well formed: a file name, then 1-100 mailboxes, each
+ * ending in a NUL, none empty, with no "/" in the file name and no "."
+ * or ".." parts nor a leading "/" in a mailbox (a WRAP record: its
+ * checksum alone, names ""). -1 otherwise. */
+int jrec_check_names(const struct jrec *r, const uint8_t key[JOURNAL_KEY_LEN],
+                     const uint8_t in[JOURNAL_REC_HEADER], const char *names);
 
 /* The next NUL-terminated name after *pos in names (start with *pos 0),
  * or NULL at the end. */
 const char *jrec_next_name(const char *names, uint32_t len, uint32_t *pos);
 
-/* Header slot: 64 bytes made (with its checksum) and read back (0 when
+/* Header slot: 96 bytes made (with its checksum) and read back (0 when
  * the magic and checksum hold and the tail lies inside file_size). */
 void jslot_encode(const struct jslot *s, uint8_t out[JOURNAL_SLOT_BYTES]);
 int jslot_decode(const uint8_t in[JOURNAL_SLOT_BYTES], uint64_t file_size,

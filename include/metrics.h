@@ -18,6 +18,10 @@
  * registers the socket. 0 (also when off), or -1 after logging why. */
 int metrics_open(struct selector *s, const struct config *cfg);
 
+/* Adds the journal's figures (smtpd_journal_*) to every scrape. */
+struct journal;
+void metrics_watch_journal(const struct journal *j);
+
 /* Closes the listener and every metrics connection. */
 void metrics_close(struct selector *s);
 
