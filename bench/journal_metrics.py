@@ -6,8 +6,10 @@ _count) as its count and mean; a histogram as its count, its mean and
 its p50/p90/p99 (read from the buckets as Prometheus's
 histogram_quantile does: linear inside the bucket). When a counter of
 records and one of syncs are both there, their ratio too (records per
-sync). Prints one line, `name=value ...`, or nothing when the server
-exposes no journal series (an smtpd without the journal).
+sync; syncs may be a histogram's count), and with a count of checkpoints
+and their total seconds, a checkpoint's mean length. Prints one line,
+`name=value ...`, or nothing when the server exposes no journal series
+(an smtpd without the journal).
 
     bench/journal_metrics.py http://127.0.0.1:PORT/metrics
     bench/journal_metrics.py --file scrape.txt
@@ -66,9 +68,10 @@ def number(v):
 
 def summary(text):
     plain, buckets = parse(text)
-    out = []
+    out, counts = [], {}
     for base, cum in sorted(buckets.items()):
         n = plain.pop(base + "_count", None)
+        counts[base] = n or 0
         s = plain.pop(base + "_sum", None)
         ms = 1000 if base.endswith("_seconds") else 1
         unit = "ms" if ms == 1000 else ""
@@ -94,8 +97,14 @@ def summary(text):
         out.append("%s=%s" % (name[len("smtpd_journal_"):], number(v)))
     records = [v for k, v in plain.items() if "record" in k and k.endswith("_total")]
     syncs = [v for k, v in plain.items() if "sync" in k and k.endswith("_total")]
+    if not syncs:   # the syncs counted by their histogram
+        syncs = [counts[b] for b in counts if "sync" in b]
     if len(records) == 1 and len(syncs) == 1 and syncs[0]:
         out.append("records_per_sync=%.1f" % (records[0] / syncs[0]))
+    n = plain.get("smtpd_journal_checkpoints_total")
+    t = plain.get("smtpd_journal_checkpoint_seconds_total")
+    if n and t is not None:
+        out.append("checkpoint_mean=%.3gms" % (t / n * 1000))
     return " ".join(out)
 
 
