@@ -101,8 +101,8 @@ build_tools() {
     cc -O2 -D_GNU_SOURCE -pthread "$HERE/fsync_ceiling.c" -o "$OUT/fsync_ceiling"
     cc -O2 -D_GNU_SOURCE -pthread "$HERE/batch_flush.c" -o "$OUT/batch_flush"
     cc -std=c11 -O2 -D_GNU_SOURCE -pthread "$HERE/chunkload.c" -o "$OUT/chunkload"
-    cc -std=c11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE "$HERE/journal_probe.c" \
-        -o "$OUT/journal_probe" -lcrypto
+    cc -std=c11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -I"$TOP/include" \
+        "$HERE/journal_probe.c" "$TOP/maildir_sha256.c" -o "$OUT/journal_probe"
 }
 
 # ---- processes --------------------------------------------------------
