@@ -113,8 +113,10 @@ $(DEMO_TLS)/cert.pem:
 # python3-pytest, swaks, curl, msmtp, dovecot-imapd, clang + libFuzzer,
 # valgrind, groff, libssl-dev, pkg-config, openssl, swaks's Perl TLS and
 # IPv6 modules, fail2ban, whois (mkpasswd), graphviz, strace, haproxy,
-# prometheus (with promtool):
-# installed with apt-get when missing (e2e/deps.sh).
+# prometheus (with promtool), postfix:
+# installed with apt-get when missing (e2e/deps.sh), which also unpacks
+# Exim into /var/cache/smtpd-test/exim (a BDAT sender; not installable
+# next to Postfix).
 test-deps:
 	@sh e2e/deps.sh
 

@@ -47,10 +47,13 @@ static void committer_batch(struct worker_job *list, void *arg)
         batch = commit_steps_journal(c, batch);
     if (batch)
         commit_steps_files(c, batch);
-    for (struct commit_job *j = reads; j; j = j->next)
+    for (struct commit_job *j = reads; j; j = j->next) {
         if (quota_file_update(c->root, j->boxes[0], &j->quota[0].limit, 0,
                               false, &j->quota[0].usage) == 0)
             j->quota[0].counted = 1;
+        else
+            j->error = errno;
+    }
 }
 
 /* ---- public ----------------------------------------------------------- */
@@ -119,7 +122,14 @@ static void committer_job_done(struct worker_job *w)
 {
     struct commit_job *job = (struct commit_job *)w;
     char top[MAILDIR_NAME_MAX + 1];
-    for (size_t i = 0; job->quota && !job->error && i < job->nboxes; i++)
+    if (job->refresh && job->error)
+        log_warn("quota: %s/maildirsize cannot be read: %s", job->boxes[0],
+                 strerror(job->error));
+    if (job->refresh)
+        quota_read_back(job->boxes[0],
+                        job->quota[0].counted ? &job->quota[0].usage : NULL);
+    for (size_t i = 0; job->quota && !job->error && !job->refresh
+                       && i < job->nboxes; i++)
         if (job->quota[i].counted) {
             quota_top(job->boxes[i], top, sizeof top);
             quota_delivered(top, &job->quota[i].usage);

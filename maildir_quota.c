@@ -1,9 +1,10 @@
 /*
- * maildir_quota.c - mailbox quotas, Maildir++ style: the limit syntax
- * (pure), the maildirsize file at each limited mailbox's top (on the
- * committer's thread, or at start before clients are served), and the
- * usage cached per mailbox with the transactions open to it, which RCPT
- * asks on the loop thread in memory only.
+ * maildir_quota.c - mailbox quotas, Maildir++ style: the maildirsize
+ * file at each limited mailbox's top (on the committer's thread, or at
+ * start before clients are served), and the usage cached per mailbox
+ * with the transactions open to it, which RCPT asks on the loop thread
+ * in memory only; when a mailbox must be read first, the RCPTs waiting
+ * for that read.
  */
 #include "maildir_quota.h"
 
@@ -218,10 +219,20 @@ int quota_file_update(const char *root, const char *top,
 struct quota_box {
     char name[MAILDIR_NAME_MAX + 1];
     bool known;                 /* usage read from maildirsize */
+    bool reading;               /* a read is under way (quota_read_back) */
     struct quota_usage used;
     uint64_t holds;             /* transactions open to it */
     uint64_t held_bytes;        /* the SIZE= they declared */
-    double refresh_at;          /* when last read again (monotonic s) */
+    double read_at;             /* when last asked or read (monotonic s) */
+};
+
+/* A session waiting for a mailbox's read (RCPT's QUOTA_READ). */
+struct quota_wait {
+    char top[MAILDIR_NAME_MAX + 1];
+    void (*ready)(void *data);
+    void *data;
+    bool due;                   /* its read is back: ready() runs now */
+    struct quota_wait *next;
 };
 
 static struct {
@@ -230,6 +241,7 @@ static struct {
     quota_refresh_fn refresh;
     struct quota_box *v;        /* sorted by name */
     size_t n, cap;
+    struct quota_wait *waits;   /* few: only RCPTs waiting for a read */
 } quota;
 
 void quota_setup(const struct quota_limit *dflt, quota_user_fn user,
@@ -318,6 +330,73 @@ void quota_delivered(const char *top, const struct quota_usage *u)
     b->used = *u;
 }
 
+static double quota_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The waits on top run one by one, each unlinked and freed before its
+ * ready(): a ready() may start another RCPT, and so another wait, which
+ * waits for the next read. */
+static void quota_wake(const char *top)
+{
+    for (struct quota_wait *w = quota.waits; w; w = w->next)
+        w->due = strcmp(w->top, top) == 0;
+    for (;;) {
+        struct quota_wait **p = &quota.waits;
+        while (*p && !(*p)->due)
+            p = &(*p)->next;
+        struct quota_wait *w = *p;
+        if (w == NULL)
+            return;
+        *p = w->next;
+        void (*ready)(void *) = w->ready;
+        void *data = w->data;
+        free(w);
+        ready(data);
+    }
+}
+
+void quota_read_back(const char *top, const struct quota_usage *u)
+{
+    struct quota_box *b = quota_find(top, true);
+    if (b) {
+        b->reading = false;
+        b->read_at = quota_now();   /* the next read a second after this */
+        if (u) {
+            b->known = true;
+            b->used = *u;
+        }
+    }
+    quota_wake(top);
+}
+
+struct quota_wait *quota_wait(const char *top, void (*ready)(void *data),
+                              void *data)
+{
+    struct quota_wait *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return NULL;
+    snprintf(w->top, sizeof w->top, "%s", top);
+    w->ready = ready;
+    w->data = data;
+    w->next = quota.waits;
+    quota.waits = w;
+    return w;
+}
+
+void quota_wait_cancel(struct quota_wait *w)
+{
+    for (struct quota_wait **p = &quota.waits; w && *p; p = &(*p)->next)
+        if (*p == w) {
+            *p = w->next;
+            free(w);
+            return;
+        }
+}
+
 /* Whether top is among the mailboxes of v[0..n). */
 static bool quota_among(char *const *v, size_t n, const char *top)
 {
@@ -330,53 +409,72 @@ static bool quota_among(char *const *v, size_t n, const char *top)
     return false;
 }
 
-static double quota_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* A full mailbox is read again, once a second at most. */
-static enum quota_verdict quota_full(struct quota_box *b,
-                                     const struct quota_limit *lim)
+/* Asks for b's maildirsize to be read, once a second at most: true when
+ * the read is under way. */
+static bool quota_read(struct quota_box *b, const struct quota_limit *lim)
 {
     double now = quota_now();
-    if (quota.refresh && (b->refresh_at == 0 || now - b->refresh_at >= 1.0)) {
-        b->refresh_at = now;
-        quota.refresh(b->name, lim);
-    }
-    return QUOTA_FULL;
+    if (quota.refresh == NULL || (b->read_at != 0 && now - b->read_at < 1.0))
+        return false;
+    b->read_at = now;
+    if (quota.refresh(b->name, lim) < 0)
+        return false;
+    b->reading = true;
+    return true;
 }
 
+/* The verdict from the usage in memory. The room is what the limit
+ * leaves once the SIZE= of the transactions open to the mailbox is
+ * counted as on its way. */
+static enum quota_verdict quota_measure(const struct quota_box *b,
+                                        const struct quota_limit *lim,
+                                        bool has_size, uint64_t size,
+                                        uint64_t max_size)
+{
+    uint64_t used = b->used.bytes > 0 ? (uint64_t)b->used.bytes : 0;
+    uint64_t count = b->used.count > 0 ? (uint64_t)b->used.count : 0;
+    if ((lim->bytes && used >= lim->bytes) || (lim->count && count >= lim->count))
+        return QUOTA_FULL;
+    uint64_t room = lim->bytes ? lim->bytes - used : UINT64_MAX;
+    room = room > b->held_bytes ? room - b->held_bytes : 0;
+    if (has_size && lim->bytes && size > room)
+        return QUOTA_FULL;
+    if (b->holds == 0)
+        return QUOTA_OK;
+    if (lim->count && count + b->holds >= lim->count)
+        return QUOTA_BUSY;
+    if (!has_size && lim->bytes && room <= max_size)
+        return QUOTA_BUSY;
+    return QUOTA_OK;
+}
+
+/* A mailbox not counted yet is read first; one found full is read again
+ * (a message may have been expunged since), unless the SIZE= alone is
+ * over its limit. An RCPT waits for either read. */
 static enum quota_verdict quota_judge(const char *top, bool has_size,
                                       uint64_t size, uint64_t max_size)
 {
     struct quota_limit lim = quota_limit_of(top);
-    struct quota_box *b = quota_find(top, false);
-    if ((lim.bytes == 0 && lim.count == 0) || b == NULL || !b->known)
+    if (lim.bytes == 0 && lim.count == 0)
         return QUOTA_OK;
-    int64_t used = b->used.bytes > 0 ? b->used.bytes : 0;
-    int64_t count = b->used.count > 0 ? b->used.count : 0;
-    if ((lim.bytes && (uint64_t)used >= lim.bytes)
-        || (lim.count && (uint64_t)count >= lim.count))
-        return quota_full(b, &lim);
-    uint64_t room = lim.bytes ? lim.bytes - (uint64_t)used : UINT64_MAX;
-    if (has_size && lim.bytes && (b->held_bytes > room
-                                  || size > room - b->held_bytes))
-        return QUOTA_FULL;
-    if (b->holds > 0) {
-        if (lim.count && (uint64_t)count + b->holds >= lim.count)
-            return QUOTA_BUSY;
-        if (!has_size && lim.bytes && room <= max_size)
-            return QUOTA_BUSY;
-    }
-    return QUOTA_OK;
+    struct quota_box *b = quota_find(top, true);
+    if (b == NULL)
+        return QUOTA_OK;            /* out of memory: left unchecked */
+    if (b->reading)
+        return QUOTA_READ;
+    if (!b->known)
+        return quota_read(b, &lim) ? QUOTA_READ : QUOTA_OK;
+    enum quota_verdict v = quota_measure(b, &lim, has_size, size, max_size);
+    bool hopeless = has_size && lim.bytes && size > lim.bytes;
+    if (v == QUOTA_FULL && !hopeless && quota_read(b, &lim))
+        return QUOTA_READ;
+    return v;
 }
 
 enum quota_verdict quota_hold(char *const *held, size_t nheld,
                               char *const *dests, size_t n,
-                              bool has_size, uint64_t size, uint64_t max_size)
+                              bool has_size, uint64_t size, uint64_t max_size,
+                              char *wait, size_t wait_size)
 {
     char top[MAILDIR_NAME_MAX + 1];
     enum quota_verdict worst = QUOTA_OK;
@@ -386,9 +484,11 @@ enum quota_verdict quota_hold(char *const *held, size_t nheld,
             continue;
         enum quota_verdict v = quota_judge(top, has_size, size, max_size);
         if (v == QUOTA_FULL)
-            return QUOTA_FULL;
-        if (v == QUOTA_BUSY)
-            worst = QUOTA_BUSY;
+            return QUOTA_FULL;      /* no need to wait for the others */
+        if (v == QUOTA_READ && worst != QUOTA_READ)
+            snprintf(wait, wait_size, "%s", top);
+        if (v == QUOTA_READ || (v == QUOTA_BUSY && worst == QUOTA_OK))
+            worst = v;
     }
     if (worst != QUOTA_OK)
         return worst;
@@ -424,6 +524,8 @@ void quota_release(char *const *boxes, size_t n, bool has_size,
 
 void quota_free(void)
 {
+    while (quota.waits)
+        quota_wait_cancel(quota.waits);
     free(quota.v);
     memset(&quota, 0, sizeof quota);
 }

@@ -3,7 +3,8 @@
  * says in which states it is allowed, so "bad sequence" is answered in
  * one place and every handler only does its own job. The envelope's
  * commands (MAIL, RCPT, VRFY) are smtp_envelope.c's; here are the others,
- * AUTH's exchange and the answer to its password check included.
+ * AUTH's exchange and the answer to its password check included, and
+ * the wait of an RCPT for its mailbox's quota figures.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -35,14 +36,14 @@ enum {
     CMD_OWN_NUL = 1 << 1,       /* the handler judges a NUL byte itself */
 };
 
-static command_fn cmd_helo, cmd_ehlo, cmd_data, cmd_rset, cmd_noop, cmd_quit,
-    cmd_help, cmd_expn, cmd_auth, cmd_starttls, cmd_unknown;
+static command_fn cmd_helo, cmd_ehlo, cmd_rcpt, cmd_data, cmd_rset, cmd_noop,
+    cmd_quit, cmd_help, cmd_expn, cmd_auth, cmd_starttls, cmd_unknown;
 
 static const struct command_row commands[] = {
     { VERB_HELO, ST_COMMAND,        R_BAD_SEQUENCE, 0,              cmd_helo },
     { VERB_EHLO, ST_COMMAND,        R_BAD_SEQUENCE, 0,              cmd_ehlo },
     { VERB_MAIL, ST_READY,          R_BAD_SEQUENCE, 0,              envelope_mail },
-    { VERB_RCPT, ST_MAIL | ST_RCPT, R_NEED_MAIL,    CMD_OWN_NUL,    envelope_rcpt },
+    { VERB_RCPT, ST_MAIL | ST_RCPT, R_NEED_MAIL,    CMD_OWN_NUL,    cmd_rcpt },
     { VERB_DATA, ST_RCPT,           R_NEED_RCPT,    CMD_NO_ARGS,    cmd_data },
     { VERB_RSET, ST_COMMAND,        R_BAD_SEQUENCE, CMD_NO_ARGS,    cmd_rset },
     { VERB_NOOP, ST_COMMAND,        R_BAD_SEQUENCE, 0,              cmd_noop },
@@ -139,6 +140,46 @@ static void lowercase(char *p)
 {
     for (; *p; p++)
         *p = (char)tolower((unsigned char)*p);
+}
+
+/* ---- RCPT: the wait for a mailbox's quota figures -------------------- */
+
+static void rcpt_wait(struct session *s);
+
+/* The figures are back: the RCPT is judged again and answered (or waits
+ * for another of its mailboxes), then what the client sent meanwhile. */
+static void rcpt_ready(void *data)
+{
+    struct session *s = data;
+    s->quota_wait = NULL;
+    if (s->closing) {           /* shutting down: its 421 is on the way */
+        free(s->rcpt_waiting);
+        s->rcpt_waiting = NULL;
+        return;
+    }
+    envelope_rcpt_again(s);
+    rcpt_wait(s);
+    session_resume(s);          /* may free s */
+}
+
+/* smtp_envelope.c left the RCPT unanswered: no input is read until its
+ * mailbox's maildirsize is read on the committer's thread. */
+static void rcpt_wait(struct session *s)
+{
+    if (s->rcpt_waiting == NULL)
+        return;
+    s->quota_wait = quota_wait(s->rcpt_waiting->top, rcpt_ready, s);
+    if (s->quota_wait == NULL) {
+        free(s->rcpt_waiting);
+        s->rcpt_waiting = NULL;
+        session_reply(s, R_LOCAL_ERROR);
+    }
+}
+
+static void cmd_rcpt(struct session *s, const struct smtp_command *cmd)
+{
+    envelope_rcpt(s, cmd);
+    rcpt_wait(s);
 }
 
 static void cmd_data(struct session *s, const struct smtp_command *cmd)

@@ -178,18 +178,30 @@ static int rcpt_add(struct session *s, const struct smtp_path *path,
 }
 
 /* The quotas of the mailboxes dests reach, from the usage in memory
- * (maildir_quota.h): held for this transaction when they pass. */
-static enum reply_id rcpt_quota(struct session *s,
+ * (maildir_quota.h): held for this transaction when they pass. When a
+ * mailbox must be read first (not counted yet, or found full), the RCPT
+ * is kept in s->rcpt_waiting, unanswered, for smtp_commands.c to wait
+ * for the read and run it again (envelope_rcpt_again): R_OKAY. */
+static enum reply_id rcpt_quota(struct session *s, const char *arg,
                                 const struct addr_dests *dests)
 {
+    char top[MAILDIR_NAME_MAX + 1];
     switch (quota_hold(s->boxes, s->nboxes, dests->v, dests->n,
                        s->mail_has_size, s->mail_size,
-                       session_env.cfg->max_size)) {
+                       session_env.cfg->max_size, top, sizeof top)) {
     case QUOTA_OK:   return R_RCPT_OK;
     case QUOTA_FULL: return R_MAILBOX_FULL;
     case QUOTA_BUSY: return R_MAILBOX_BUSY;
+    case QUOTA_READ: break;
     }
-    return R_LOCAL_ERROR;
+    size_t len = strlen(arg);
+    struct rcpt_wait *w = malloc(sizeof *w + len + 1);
+    if (w == NULL)
+        return R_LOCAL_ERROR;
+    memcpy(w->top, top, sizeof w->top);
+    memcpy(w->arg, arg, len + 1);
+    s->rcpt_waiting = w;
+    return R_OKAY;
 }
 
 /* The argument as a C string in which a NUL byte reads as the control
@@ -207,10 +219,10 @@ static const char *rcpt_arg(const struct smtp_command *cmd, char *buf,
     return buf;
 }
 
-void envelope_rcpt(struct session *s, const struct smtp_command *cmd)
+/* RCPT with its argument: checked, resolved, its quotas asked; once
+ * more after a wait for a mailbox's read. */
+static void rcpt_run(struct session *s, const char *arg)
 {
-    char buf[SMTP_LINE_MAX + 1];
-    const char *arg = rcpt_arg(cmd, buf, sizeof buf);
     if (s->nrcpts >= SESSION_MAX_RCPTS) {
         rcpt_refuse(s, arg, R_TOO_MANY_RCPTS);
         return;
@@ -228,7 +240,11 @@ void envelope_rcpt(struct session *s, const struct smtp_command *cmd)
         rcpt_refuse(s, arg, R_NO_MAILBOX);
         return;
     }
-    id = st == ADDR_FOUND ? rcpt_quota(s, &dests) : R_RCPT_OK;
+    id = st == ADDR_FOUND ? rcpt_quota(s, arg, &dests) : R_RCPT_OK;
+    if (id == R_OKAY) {             /* waiting for a read: smtp_commands.c */
+        addr_dests_free(&dests);
+        return;
+    }
     if (id != R_RCPT_OK) {
         addr_dests_free(&dests);
         rcpt_refuse(s, arg, id);
@@ -244,6 +260,21 @@ void envelope_rcpt(struct session *s, const struct smtp_command *cmd)
     addr_dests_free(&dests);
     session_set_state(s, ST_RCPT);
     session_reply(s, R_RCPT_OK);
+}
+
+void envelope_rcpt(struct session *s, const struct smtp_command *cmd)
+{
+    char buf[SMTP_LINE_MAX + 1];
+    rcpt_run(s, rcpt_arg(cmd, buf, sizeof buf));
+}
+
+void envelope_rcpt_again(struct session *s)
+{
+    struct rcpt_wait *w = s->rcpt_waiting;
+    s->rcpt_waiting = NULL;
+    if (w)
+        rcpt_run(s, w->arg);
+    free(w);
 }
 
 /* ---- VRFY ------------------------------------------------------------- */

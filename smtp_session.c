@@ -81,7 +81,7 @@ static void session_flush(struct session *s)
 static bool session_wants_input(const struct session *s)
 {
     return !s->closing && s->state != ST_WAIT && !s->tls_starting
-           && !s->t.handshaking && s->login == NULL
+           && !s->t.handshaking && s->login == NULL && s->quota_wait == NULL
            && buffer_space(&s->out) >= SESSION_REPLY_MAX;
 }
 

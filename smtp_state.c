@@ -54,6 +54,10 @@ void session_set_state(struct session *s, enum session_state st)
 
 static void session_free_rcpts(struct session *s)
 {
+    quota_wait_cancel(s->quota_wait);   /* an RCPT waiting: the client left */
+    s->quota_wait = NULL;
+    free(s->rcpt_waiting);
+    s->rcpt_waiting = NULL;
     quota_release(s->boxes, s->nboxes, s->mail_has_size, s->mail_size);
     for (size_t i = 0; i < s->nrcpts; i++)
         free(s->rcpts[i]);

@@ -337,13 +337,16 @@ static int serve(const struct config *cfg, struct selector *sel, struct committe
     return 0;
 }
 
-/* A full mailbox's maildirsize read again, in order with the deliveries. */
+/* A mailbox's maildirsize read (RCPT found it not counted yet, or full),
+ * on the committer's thread in order with the deliveries. */
 static struct committer *quota_committer;
 
-static void quota_reread(const char *top, const struct quota_limit *lim)
+static int quota_reread(const char *top, const struct quota_limit *lim)
 {
-    if (committer_refresh(quota_committer, top, lim) < 0)
-        log_warn("quota: cannot reread %s: %s", top, strerror(errno));
+    if (committer_refresh(quota_committer, top, lim) == 0)
+        return 0;
+    log_warn("quota: cannot read %s/maildirsize: %s", top, strerror(errno));
+    return -1;
 }
 
 int main(int argc, char **argv)

@@ -13,7 +13,8 @@
 #                                 throughput neighbour journal
 #                                 journal_probe ceiling sink
 #                                 held_clients curve large_message tls
-#                                 metrics limits logins chunking.
+#                                 metrics limits logins chunking
+#                                 addresses.
 #                                 Postfix is started only for throughput,
 #                                 neighbour and journal (tls starts its own)
 #   NOISE_MB=8 bench/run.sh       smaller neighbours (bench/neighbour.sh)
@@ -36,7 +37,7 @@ if [ -n "${BENCH_QUICK:-}" ]; then
 fi
 
 # BENCH_ONLY: the sections to run (space-separated); empty or unset, all.
-SECTIONS="throughput neighbour journal journal_probe ceiling sink held_clients curve large_message tls metrics limits logins chunking"
+SECTIONS="throughput neighbour journal journal_probe ceiling sink held_clients curve large_message tls metrics limits logins chunking addresses"
 wanted() {
     [ -z "${BENCH_ONLY:-}" ] && return 0
     case " $BENCH_ONLY " in *" $1 "*) return 0 ;; esac
@@ -551,6 +552,7 @@ main() {
     if wanted limits; then client_limits; fi
     if wanted logins; then logins_under_attack; fi
     if wanted chunking; then chunking; fi
+    if wanted addresses; then addresses; fi
     res "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
     log "results in $OUT/results.md"
 }
@@ -584,6 +586,16 @@ chunking() {
     done
     res ""
     res "Command: \`build/bench/chunkload -p PORT -c 16 -s $secs -l SIZE [-b]\`: one connection per message, EHLO, MAIL, RCPT, then DATA with the body and \`.\` or one \`BDAT n LAST\` (-b), QUIT; a fresh smtpd and root per run."
+    res ""
+}
+
+# RCPT with 10,000 aliases and quotas on 1,000 mailboxes, next to plain.
+addresses() {
+    res "## RCPT with --aliases and --quota, next to plain"
+    res ""
+    SMTPD="$SMTPD" CHUNKLOAD="$OUT/chunkload" BENCH_DIR="$WORK" \
+        /usr/bin/python3 "$HERE/addresses.py" "$RUNS" \
+        $((10 / SCALE > 2 ? 10 / SCALE : 2)) 20 | tee -a "$OUT/results.md"
     res ""
 }
 

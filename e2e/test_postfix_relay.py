@@ -34,7 +34,7 @@ def wait_for(pred, timeout):
 @pytest.fixture
 def postfix():
     if shutil.which("postfix") is None and not os.path.exists("/usr/sbin/postfix"):
-        pytest.skip("postfix is not installed (e2e/deps.sh)")
+        pytest.fail("postfix is not installed: run e2e/deps.sh as root")
     if os.geteuid() != 0:
         pytest.skip("a private Postfix instance needs root")
     # Postfix's own users must reach it: pytest's directories are 0700

@@ -3,8 +3,12 @@ userdb_quota_rule; the maildirsize file after deliveries (limit line,
 one line per delivery, recalculated past 5120 bytes, limit line
 rewritten); RCPT's 552 5.2.2 (full, or SIZE= over, counting the SIZE= of
 open transactions, an alias with a full mailbox) and 452 4.2.2 (a second
-transaction without SIZE= near the limit); kill -9 right after the 250s."""
+transaction without SIZE= near the limit, the open SIZE= counted); a
+mailbox made after start or unreadable then, checked from its first
+RCPT; room made by an expunge seen by the RCPT that finds the mailbox
+full; kill -9 right after the 250s."""
 import re
+import signal
 import subprocess
 import time
 
@@ -108,28 +112,99 @@ def test_full_mailbox_gets_552(start_server, connect):
     assert "rcpt rejected TO:<alice@localhost>: 552 5.2.2" in srv.log_text()
 
 
-def test_room_made_by_an_expunge_is_seen(start_server, connect):
-    """Dovecot records an expunge as a negative line; RCPT's 552 asks for
-    the file to be read again, so a later RCPT sees the room."""
+def expunge_all(srv, user):
+    """What an IMAP client's expunge does: the files go, and a negative
+    line for them is appended to maildirsize (as Dovecot does)."""
+    gone = n = 0
+    for f in srv.new_files(user):
+        gone += int(re.search(r",S=(\d+)", f.name).group(1))
+        n += 1
+        f.unlink()
+    with open(srv.root / user / "maildirsize", "ab") as f:
+        f.write(b"-%d -%d\n" % (gone, n))
+
+
+def test_room_made_by_an_expunge_is_seen_at_once(start_server, connect):
+    """The RCPT that finds the mailbox full (from the deliveries' figures)
+    waits for maildirsize to be read again and answers from that."""
     srv = start_server("-u", "alice:x", "--quota", "1k")
     deliver(connect, srv, ["alice@localhost"])
     deliver(connect, srv, ["alice@localhost"])
+    assert totals(maildirsize(srv, "alice"))[0] >= 1024
+    expunge_all(srv, "alice")
     reply, c = rcpt(connect, srv, "alice@localhost")
+    assert reply == "250 2.1.5 Recipient ok"
+
+
+def test_full_after_the_read_gets_552_and_pipelined_commands_follow(
+        start_server, connect):
+    """The RCPT waiting for the read holds back the commands sent after
+    it in the same packet; their replies come after its 552, in order."""
+    srv = start_server("-u", "alice:x", "-u", "bob:y", "--quota", "1k")
+    deliver(connect, srv, ["alice@localhost"])
+    deliver(connect, srv, ["alice@localhost"])
+    c = greeted(connect, srv)
+    c.send(b"MAIL FROM:<s@example.org>\r\nRCPT TO:<alice@localhost>\r\n"
+           b"RCPT TO:<bob@localhost>\r\nNOOP\r\n")
+    assert [c.reply_line() for _ in range(4)] == [
+        "250 2.1.0 Sender ok", "552 5.2.2 Mailbox full",
+        "250 2.1.5 Recipient ok", "250 2.0.0 Ok"]
+
+
+def make_mailbox(path, files=()):
+    for sub in ("tmp", "new", "cur"):
+        (path / sub).mkdir(parents=True)
+    for name in files:
+        (path / "cur" / name).write_bytes(b"z")
+
+
+def test_mailbox_made_after_start_is_checked_at_its_first_rcpt(
+        start_server, connect):
+    srv = start_server("-u", "alice:x", "--quota", "1k")
+    make_mailbox(srv.root / "carol", ["1.a.h,S=2000:2,S"])
+    make_mailbox(srv.root / "dan")
+    reply, c = rcpt(connect, srv, "carol@localhost")
     assert reply == "552 5.2.2 Mailbox full"
-    gone = 0
-    for f in srv.new_files("alice"):
-        gone += int(re.search(r",S=(\d+)", f.name).group(1))
-        f.unlink()
-    with open(srv.root / "alice" / "maildirsize", "ab") as f:
-        f.write(b"-%d -2\n" % gone)
-    deadline = time.monotonic() + 30
-    while True:             # a client that tries again later
-        c.close()
-        reply, c = rcpt(connect, srv, "alice@localhost")
-        if reply != "552 5.2.2 Mailbox full" or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert reply.startswith("250 2.1.5")
+    assert maildirsize(srv, "carol") == b"1024S\n2000 1\n"
+    reply, c = rcpt(connect, srv, "dan@localhost", size=1025)
+    assert reply == "552 5.2.2 Mailbox full"
+    assert c.cmd("RCPT TO:<dan@localhost>") == "552 5.2.2 Mailbox full"
+    c.close()
+    reply, c = rcpt(connect, srv, "dan@localhost", size=1024)
+    assert reply == "250 2.1.5 Recipient ok"
+
+
+def test_maildirsize_unreadable_at_start_is_read_at_rcpt(
+        start_server, connect, tmp_path):
+    box = tmp_path / "mail" / "alice"
+    make_mailbox(box, ["1.a.h,S=5000:2,S"])
+    (box / "maildirsize").mkdir()           # not a file: cannot be read
+    srv = start_server("-u", "alice:x", "--quota", "4k")
+    assert "alice/maildirsize" in srv.log_text()
+    (box / "maildirsize").rmdir()
+    reply, _ = rcpt(connect, srv, "alice@localhost")
+    assert reply == "552 5.2.2 Mailbox full"
+    assert maildirsize(srv, "alice") == b"4096S\n5000 1\n"
+
+
+def test_user_added_by_a_reload_is_checked_at_its_first_rcpt(
+        start_server, connect, tmp_path):
+    pw = tmp_path / "passwd"
+    pw.write_text("alice:{PLAIN}a\n")
+    srv = start_server("--passwd-file", str(pw))
+    pw.write_text("alice:{PLAIN}a\n"
+                  "dave:{PLAIN}d::::::userdb_quota_rule=*:storage=1\n")
+    srv.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 20
+    while "password files reloaded" not in srv.log_text():
+        assert time.monotonic() < deadline, srv.log_text()
+        time.sleep(0.05)
+    reply, c = rcpt(connect, srv, "dave@localhost", size=1025)
+    assert reply == "552 5.2.2 Mailbox full"
+    assert maildirsize(srv, "dave") == b"1024S\n0 0\n"
+    c.close()
+    reply, _ = rcpt(connect, srv, "dave@localhost", size=1024)
+    assert reply == "250 2.1.5 Recipient ok"
 
 
 def test_message_count_limit(start_server, connect):
@@ -169,6 +244,23 @@ def test_second_transaction_without_size_near_the_limit_gets_452(
     b.cmd("RSET")
     assert b.cmd("MAIL FROM:<s@example.org>") == "250 2.1.0 Sender ok"
     assert b.cmd("RCPT TO:<alice@localhost>").startswith("250 2.1.5")
+
+
+def test_without_size_the_open_sizes_count_for_the_452(start_server,
+                                                      connect):
+    """10 KiB limit, -z 6000: a transaction that declared SIZE=6000 leaves
+    4240 bytes, within -z: a second one without SIZE= gets 452 until the
+    first is over (the 10240 bytes of an empty mailbox are not within
+    -z: without the first, it passes)."""
+    srv = start_server("-u", "alice:x", "--quota", "10k", "-z", "6000")
+    first, a = rcpt(connect, srv, "alice@localhost", size=6000)
+    assert first == "250 2.1.5 Recipient ok"
+    second, b = rcpt(connect, srv, "alice@localhost")
+    assert second == "452 4.2.2 Mailbox nearly full, try again later"
+    assert a.cmd("RSET").startswith("250")
+    assert b.cmd("RCPT TO:<alice@localhost>") == "250 2.1.5 Recipient ok"
+    third, c = rcpt(connect, srv, "alice@localhost", size=3000)
+    assert third == "250 2.1.5 Recipient ok"    # with SIZE=: it fits
 
 
 def test_far_from_the_limit_many_transactions_pass(start_server, connect):

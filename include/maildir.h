@@ -162,11 +162,11 @@ void committer_flush(struct committer *c);
  * nothing of the message is left in any new/ or tmp/. 0, or -1 with errno. */
 int committer_attach(struct committer *c, struct selector *sel);
 
-/* Queues a read of the maildirsize of mailbox top (recounted if it must
- * be, as after a delivery) on the committer's thread, in order with the
- * deliveries; the usage in memory is updated when it is back. For a
- * mailbox found full: another program (an IMAP client's expunge) may
- * have made room since. 0, or -1 with errno (ENOMEM). */
+/* Queues a read of the maildirsize of mailbox top (made or recounted if
+ * it must be, as after a delivery) on the committer's thread, in order
+ * with the deliveries; quota_read_back hands the usage to the loop. For
+ * a mailbox not counted yet, or found full: another program (an IMAP
+ * client's expunge) may have made room since. 0, or -1 with errno. */
 int committer_refresh(struct committer *c, const char *top,
                       const struct quota_limit *lim);
 

@@ -52,6 +52,12 @@ enum auth_step { AUTH_NONE, AUTH_PLAIN_WAIT, AUTH_LOGIN_USER, AUTH_LOGIN_PASS };
 struct spool_open;
 struct proxy_header;
 
+/* An RCPT to run again once its mailbox's quota figures are read. */
+struct rcpt_wait {
+    char top[MAILDIR_NAME_MAX + 1];     /* the mailbox (quota_wait) */
+    char arg[];                         /* the RCPT's argument */
+};
+
 struct session_env {
     const struct config *cfg;
     struct selector *sel;
@@ -106,6 +112,9 @@ struct session {
     char **boxes;                       /* the folders they reach, each once:
                                            "box" or "box/.tag" (addr.h) */
     size_t nboxes, box_cap;
+    struct rcpt_wait *rcpt_waiting;     /* an RCPT that waits for a
+                                           mailbox's maildirsize read */
+    struct quota_wait *quota_wait;      /* that wait: no input is read */
     struct data_parser data;
     struct spool_open *opening;         /* spool file being created (maildir_spool.c) */
     struct maildir_msg msg;             /* spool file while in DATA */
@@ -175,6 +184,8 @@ bool session_limits_admit(struct session *s);  /* false: refused, closing */
 /* smtp_commands.c: the table; smtp_envelope.c: three of its handlers */
 typedef void command_fn(struct session *s, const struct smtp_command *cmd);
 command_fn envelope_mail, envelope_rcpt, envelope_vrfy;
+/* The RCPT kept in s->rcpt_waiting runs again (and may wait again). */
+void envelope_rcpt_again(struct session *s);
 void commands_dispatch(struct session *s, char *line, size_t len);
 void commands_auth_line(struct session *s, char *line, size_t len);
 

@@ -175,50 +175,130 @@ static int user_limit(const char *box, struct quota_limit *out)
     return 1;
 }
 
-static int refreshed;
+static int refreshed, refresh_fails;
+static char refreshed_top[64];
 
-static void refresh(const char *top, const struct quota_limit *lim)
+static int refresh(const char *top, const struct quota_limit *lim)
 {
-    refreshed += strcmp(top, "al") == 0 && lim->bytes == 1000;
+    if (refresh_fails)
+        return -1;
+    refreshed++;
+    snprintf(refreshed_top, sizeof refreshed_top, "%s", top);
+    (void)lim;
+    return 0;
 }
 
+static int woken;
+
+static void wake(void *data)
+{
+    woken += *(int *)data;
+}
+
+/* quota_hold with no interest in which mailbox to wait for */
+static enum quota_verdict hold(char *const *held, size_t nheld,
+                               char *const *dests, size_t n, bool has_size,
+                               uint64_t size, uint64_t max_size)
+{
+    char top[64];
+    return quota_hold(held, nheld, dests, n, has_size, size, max_size,
+                      top, sizeof top);
+}
+
+/* From the usage in memory alone (nothing is ever read again). */
 static void test_verdicts(void)
 {
     struct quota_limit d = { 1000, 3 };
-    quota_setup(&d, user_limit, refresh);
+    quota_setup(&d, user_limit, NULL);
     struct quota_usage u = { 500, 1 };
     quota_delivered("al", &u);
+    u = (struct quota_usage){ 0, 0 };
+    quota_delivered("bo", &u);
     char *al[] = { "al" }, *folder[] = { "al/.news" }, *two[] = { "bo", "al" };
     /* SIZE= counted with what other transactions declared */
-    CHECK(quota_hold(NULL, 0, al, 1, true, 501, 100) == QUOTA_FULL);
-    CHECK(quota_hold(NULL, 0, al, 1, true, 300, 100) == QUOTA_OK);
-    CHECK(quota_hold(NULL, 0, al, 1, true, 201, 100) == QUOTA_FULL);
+    CHECK(hold(NULL, 0, al, 1, true, 501, 100) == QUOTA_FULL);
+    CHECK(hold(NULL, 0, al, 1, true, 300, 100) == QUOTA_OK);
+    CHECK(hold(NULL, 0, al, 1, true, 201, 100) == QUOTA_FULL);
     /* the same transaction's folder is already held: not judged again */
-    CHECK(quota_hold(al, 1, folder, 1, true, 300, 100) == QUOTA_OK);
+    CHECK(hold(al, 1, folder, 1, true, 300, 100) == QUOTA_OK);
+    /* without SIZE, the room left is what the open SIZE= leave: 200 */
+    CHECK(hold(NULL, 0, al, 1, false, 0, 250) == QUOTA_BUSY);
+    CHECK(hold(NULL, 0, al, 1, false, 0, 150) == QUOTA_OK);
+    quota_release(al, 1, false, 0);
     quota_release(al, 1, true, 300);
     /* without SIZE: one open transaction while within max_size */
-    CHECK(quota_hold(NULL, 0, al, 1, false, 0, 600) == QUOTA_OK);
-    CHECK(quota_hold(NULL, 0, two, 2, false, 0, 600) == QUOTA_BUSY);
-    CHECK(quota_hold(NULL, 0, al, 1, false, 0, 400) == QUOTA_OK);
+    CHECK(hold(NULL, 0, al, 1, false, 0, 600) == QUOTA_OK);
+    CHECK(hold(NULL, 0, two, 2, false, 0, 600) == QUOTA_BUSY);
+    CHECK(hold(NULL, 0, al, 1, false, 0, 400) == QUOTA_OK);
     quota_release(al, 1, false, 0);
     quota_release(al, 1, false, 0);
     /* at the limit: full, whatever */
     u = (struct quota_usage){ 1000, 1 };
     quota_delivered("al", &u);
-    CHECK(quota_hold(NULL, 0, two, 2, false, 0, 1) == QUOTA_FULL);
-    CHECK(refreshed == 1);      /* asked to be read again, once a second */
-    CHECK(quota_hold(NULL, 0, two, 2, false, 0, 1) == QUOTA_FULL);
-    CHECK(refreshed == 1);
+    CHECK(hold(NULL, 0, two, 2, false, 0, 1) == QUOTA_FULL);
     u = (struct quota_usage){ 10, 3 };
     quota_delivered("al", &u);
-    CHECK(quota_hold(NULL, 0, al, 1, true, 1, 1) == QUOTA_FULL);
-    /* a user's own limit; unknown usage is not judged */
+    CHECK(hold(NULL, 0, al, 1, true, 1, 1) == QUOTA_FULL);
+    /* a user's own limit; without reads, unknown usage is not judged */
     u = (struct quota_usage){ 5000, 1 };
     quota_delivered("big", &u);
     char *big[] = { "big" }, *new[] = { "new" };
-    CHECK(quota_hold(NULL, 0, big, 1, true, 10000, 1) == QUOTA_OK);
-    CHECK(quota_hold(NULL, 0, new, 1, true, 10000, 1) == QUOTA_OK);
+    CHECK(hold(NULL, 0, big, 1, true, 10000, 1) == QUOTA_OK);
+    CHECK(hold(NULL, 0, new, 1, true, 10000, 1) == QUOTA_OK);
     quota_free();
+}
+
+/* A mailbox not counted yet, or full, is read first; RCPT waits. */
+static void test_reads(void)
+{
+    struct quota_limit d = { 1000, 3 };
+    quota_setup(&d, user_limit, refresh);
+    char top[64];
+    char *al[] = { "al" }, *new[] = { "new" }, *gone[] = { "gone" };
+    CHECK(quota_hold(NULL, 0, new, 1, false, 0, 1, top, sizeof top)
+          == QUOTA_READ);
+    CHECK(strcmp(top, "new") == 0 && refreshed == 1);
+    CHECK(hold(NULL, 0, new, 1, false, 0, 1) == QUOTA_READ);   /* same read */
+    CHECK(refreshed == 1);
+    int one = 1, ten = 10, hundred = 100;
+    CHECK(quota_wait("new", wake, &one) != NULL);
+    CHECK(quota_wait("al", wake, &ten) != NULL);
+    struct quota_wait *w = quota_wait("new", wake, &hundred);
+    quota_wait_cancel(w);
+    struct quota_usage u = { 2000, 1 };
+    quota_read_back("new", &u);
+    CHECK(woken == 1);
+    /* full now, just read: 552 at once, no other read this second */
+    CHECK(hold(NULL, 0, new, 1, false, 0, 1) == QUOTA_FULL);
+    CHECK(refreshed == 1);
+    /* full from the deliveries: read again, and room was made */
+    u = (struct quota_usage){ 1000, 1 };
+    quota_delivered("al", &u);
+    CHECK(hold(NULL, 0, al, 1, true, 300, 1) == QUOTA_READ);
+    CHECK(refreshed == 2 && strcmp(refreshed_top, "al") == 0);
+    u = (struct quota_usage){ 100, 1 };
+    quota_read_back("al", &u);
+    CHECK(woken == 11);
+    CHECK(hold(NULL, 0, al, 1, true, 300, 1) == QUOTA_OK);
+    quota_release(al, 1, true, 300);
+    /* a SIZE= over the limit itself: no read would help */
+    CHECK(hold(NULL, 0, new, 1, true, 1001, 1) == QUOTA_FULL);
+    CHECK(refreshed == 2);
+    /* a read that fails leaves the mailbox unchecked for a second */
+    CHECK(hold(NULL, 0, gone, 1, false, 0, 1) == QUOTA_READ);
+    quota_read_back("gone", NULL);
+    CHECK(hold(NULL, 0, gone, 1, false, 0, 1) == QUOTA_OK);
+    quota_release(gone, 1, false, 0);
+    /* a read that cannot be asked for: unchecked */
+    refresh_fails = 1;
+    char *other[] = { "other" };
+    CHECK(hold(NULL, 0, other, 1, false, 0, 1) == QUOTA_OK);
+    quota_release(other, 1, false, 0);
+    refresh_fails = 0;
+    /* a wait still there at the end is freed with the rest */
+    CHECK(quota_wait("x", wake, &one) != NULL);
+    quota_free();
+    CHECK(woken == 11);
 }
 
 UNIT_MAIN("maildir_quota",
@@ -227,4 +307,5 @@ UNIT_MAIN("maildir_quota",
           { "rules", test_rules },
           { "limit_line", test_limit_line },
           { "file", test_file },
-          { "verdicts", test_verdicts })
+          { "verdicts", test_verdicts },
+          { "reads", test_reads })
