@@ -98,7 +98,8 @@ journal_side_by_side() {
                 count=$(( (size > 1024 ? 2500 : (sessions == 16 ? 3000 : 5000)) / SCALE ))
                 local r_journal="" r_nojournal="" r_plain="" r_postfix=""
                 for i in $(seq "$RUNS"); do
-                    for srv in $servers; do
+                    journal_order "$servers"
+                    for srv in $ORDER; do
                         JSTATS='' CPU=''
                         journal_cell "$srv" "$sessions" "$size" "$count"
                         eval "r_$srv=\"\$r_$srv $RATE\""
@@ -120,6 +121,24 @@ journal_side_by_side() {
     res ""
     journal_figures "$figs"
     journal_noop
+}
+
+# journal_order "A B C": sets ORDER to the servers in this turn's order,
+# the first two swapped every other turn (not in a subshell: it counts). Postfix deletes a queue file per
+# message, and ext4 without a journal then scans past those inodes when
+# the next server creates files (docs/benchmarks.md, section 14): each
+# smtpd comes right after Postfix in half of the turns.
+JOURNAL_TURN=0
+ORDER=
+journal_order() {
+    local first second rest
+    read -r first second rest <<<"$1"
+    JOURNAL_TURN=$((JOURNAL_TURN + 1))
+    if [ $((JOURNAL_TURN % 2)) -eq 0 ]; then
+        ORDER="$second $first $rest"
+    else
+        ORDER="$first $second $rest"
+    fi
 }
 
 # a/b as "N.N×", or n/a when either is missing.
