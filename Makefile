@@ -170,8 +170,15 @@ graph: $(BUILD)/smtpd
 	dot -Tsvg docs/diagrams/modules.dot -o docs/diagrams/modules.svg
 
 # ---- benchmarks (not part of test; docs/benchmarks.md) -----------------
-bench: all $(if $(filter 0,$(TLS)),,build/bench/tlsload $(DEMO_TLS)/cert.pem)
+bench: all build/bench/journal_probe $(if $(filter 0,$(TLS)),,build/bench/tlsload $(DEMO_TLS)/cert.pem)
 	bench/run.sh
+
+# A batch made durable file by file or in one journal (docs/benchmarks.md,
+# "The write-ahead journal"); run.sh builds it too.
+build/bench/journal_probe: bench/journal_probe.c maildir_sha256.c include/maildir_sha256.h
+	mkdir -p build/bench
+	$(CC) -std=c11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude \
+	  bench/journal_probe.c maildir_sha256.c -o $@
 
 # The TLS load generator (docs/benchmarks.md section 8); not part of test.
 build/bench/tlsload: bench/tlsload.c

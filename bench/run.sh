@@ -10,12 +10,13 @@
 #   BENCH_ONLY="neighbour tls" bench/run.sh
 #                                 only these sections (after the machine
 #                                 header), in the usual order; names:
-#                                 throughput neighbour ceiling sink
+#                                 throughput neighbour journal
+#                                 journal_probe ceiling sink
 #                                 held_clients curve large_message tls
 #                                 metrics limits logins chunking
 #                                 addresses.
-#                                 Postfix is started only for throughput
-#                                 and neighbour (tls starts its own)
+#                                 Postfix is started only for throughput,
+#                                 neighbour and journal (tls starts its own)
 #   NOISE_MB=8 bench/run.sh       smaller neighbours (bench/neighbour.sh)
 #
 # Results: build/bench/results.md (tables), build/bench/raw.log (every
@@ -36,7 +37,7 @@ if [ -n "${BENCH_QUICK:-}" ]; then
 fi
 
 # BENCH_ONLY: the sections to run (space-separated); empty or unset, all.
-SECTIONS="throughput neighbour ceiling sink held_clients curve large_message tls metrics limits logins chunking addresses"
+SECTIONS="throughput neighbour journal journal_probe ceiling sink held_clients curve large_message tls metrics limits logins chunking addresses"
 wanted() {
     [ -z "${BENCH_ONLY:-}" ] && return 0
     case " $BENCH_ONLY " in *" $1 "*) return 0 ;; esac
@@ -67,6 +68,7 @@ RATE=
 ROOT=
 NOISE_PID=
 NOOP_PID=
+SMTPD_ARGS=      # more smtpd arguments for smtpd_start (the journal section)
 PY=/usr/bin/python3
 PF_DIR=$WORK/postfix
 PF_UP=
@@ -100,6 +102,8 @@ build_tools() {
     cc -O2 -D_GNU_SOURCE -pthread "$HERE/fsync_ceiling.c" -o "$OUT/fsync_ceiling"
     cc -O2 -D_GNU_SOURCE -pthread "$HERE/batch_flush.c" -o "$OUT/batch_flush"
     cc -std=c11 -O2 -D_GNU_SOURCE -pthread "$HERE/chunkload.c" -o "$OUT/chunkload"
+    cc -std=c11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -I"$TOP/include" \
+        "$HERE/journal_probe.c" "$TOP/maildir_sha256.c" -o "$OUT/journal_probe"
 }
 
 # ---- processes --------------------------------------------------------
@@ -131,7 +135,7 @@ new_root() {
 
 smtpd_start() {
     smtpd_launch "$1" "$BOXES" "$MON_PORT" -l "$WORK/smtpd.log" \
-        -z 209715200 -T 900
+        -z 209715200 -T 900 $SMTPD_ARGS
 }
 
 rss_kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
@@ -243,6 +247,7 @@ sink() {
 # ---- the trade-off of syncfs: another writer on the same filesystem ----
 
 . "$HERE/neighbour.sh"
+. "$HERE/journal.sh"
 
 # 1 KB at 16 and 64 sessions, smtpd and Postfix alternating, on a quiet
 # disk and next to each kind of neighbour (bench/neighbour.sh); then the
@@ -304,10 +309,11 @@ batch_ways() {
 # One connection to smtpd sending NOOPs (bench/noop_latency.py) for as
 # long as a 64-session load lasts: does the event loop stall? Sets
 # NOOP_LINE to its summary line and NOOP_HIST to its histogram line.
+# noop_run KIND MESSAGES [TAG]: every latency to noop-TAG.ms (TAG: KIND).
 NOOP_LINE=
 NOOP_HIST=
 noop_run() {
-    local kind=$1 m=$2 st=0
+    local kind=$1 m=$2 tag=${3:-$1} st=0
     new_root
     smtpd_start "$ROOT"
     [ "$kind" = none ] || noise_start "$kind"
@@ -315,7 +321,7 @@ noop_run() {
     "$PY" "$HERE/noop_latency.py" --host 127.0.0.1 --port "$PORT" \
         --seconds 900 --stop-file "$WORK/noop.stop" --interval 0.001 \
         --ready-file "$WORK/noop.ready" \
-        --out "$OUT/noop-$kind.ms" >"$WORK/noop.out" 2>&1 &
+        --out "$OUT/noop-$tag.ms" >"$WORK/noop.out" 2>&1 &
     NOOP_PID=$!
     # The load starts once the client is past EHLO (at most 10 s).
     for _ in $(seq 200); do
@@ -526,14 +532,16 @@ main() {
     install_tools
     build_tools
     machine
-    if wanted throughput || wanted neighbour; then
+    if wanted throughput || wanted neighbour || wanted journal; then
         "$HERE/postfix.sh" start "$PF_DIR" "$PF_PORT" localhost $BOXES
         PF_UP=1
         if wanted throughput; then throughput; fi
         if wanted neighbour; then neighbour; fi
+        if wanted journal; then journal_side_by_side; fi
         "$HERE/postfix.sh" stop "$PF_DIR"
         PF_UP=
     fi
+    if wanted journal_probe; then journal_probe_section; fi
     if wanted ceiling; then ceiling; fi
     if wanted sink; then sink; fi
     if wanted held_clients; then held_clients; fi
