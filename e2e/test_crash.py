@@ -27,7 +27,7 @@ import pytest
 
 from conftest import Client, queue_id
 
-ROUNDS = 5
+ROUNDS = 20
 CLIENTS = 6
 TOKEN_RE = re.compile(rb"\r\nTOKEN (\S+)\r\n\Z")
 
