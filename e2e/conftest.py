@@ -382,3 +382,10 @@ def greeted(connect, srv, ehlo="client.test", host="127.0.0.1"):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+
+
+def pytest_collection_modifyitems(items):
+    """The slow tests first, otherwise in their order: with several
+    processes (make test), a long test that started last would run alone
+    while the other processes have nothing left to do."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
