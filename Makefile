@@ -59,7 +59,7 @@ LIB_OBJ    = $(filter-out $(BUILD)/smtpd.o,$(SERVER_OBJ))
 
 .SECONDARY:
 
-.PHONY: all run test check unit e2e e2e-epoll e2e-select e2e-asan test-deps \
+.PHONY: all run test test-lane check unit e2e e2e-epoll e2e-select e2e-asan test-deps \
         clean fuzz bench install graph
 
 all: smtpd manager
@@ -124,13 +124,17 @@ unit: $(addprefix $(BUILD)/tests/,$(UNIT_TESTS))
 	@for t in $^; do echo "== $$t"; ./$$t || exit 1; done
 
 # The suite runs in E2E_JOBS processes (python3-pytest-xdist): every test
-# has its own ports and directories, and most of their time is waiting.
-# -rs prints why each skipped test skipped.
+# has its own ports (e2e/ports.py) and directories, and most of their time
+# is waiting. -rs prints why each skipped test skipped. Each suite keeps
+# its temporary files in build/pytest-NAME (emptied when it starts again).
 E2E_JOBS ?= 4
 # each e2e target first builds its binaries, BUILD_JOBS compilers at once
+# (when make runs alone; under make -jN its compilers share those N)
 BUILD_JOBS ?= 2
+BUILD_J = $(if $(findstring jobserver,$(MAKEFLAGS)),,-j$(BUILD_JOBS))
 E2E_ARGS ?=
-E2E = $(PYTHON) -m pytest -q -p no:cacheprovider -rs -n $(E2E_JOBS) $(E2E_ARGS) e2e
+E2E = $(PYTHON) -m pytest -q -p no:cacheprovider -rs -n $(E2E_JOBS) \
+      --basetemp=$(CURDIR)/build/pytest-$@ $(E2E_ARGS) e2e
 
 # epoll and ASan with TLS (unless make TLS=0 test), select always without:
 # both builds are tested; the TLS tests skip on the one without, saying so.
@@ -138,15 +142,15 @@ EPOLL_DIR = build/epoll$(TLS_SUFFIX)
 ASAN_DIR  = build/asan$(TLS_SUFFIX)
 
 e2e-epoll:
-	$(MAKE) -j$(BUILD_JOBS) SELECTOR=epoll TLS=$(TLS) BUILD=$(EPOLL_DIR) $(EPOLL_DIR)/smtpd $(EPOLL_DIR)/manager
+	$(MAKE) $(BUILD_J) SELECTOR=epoll TLS=$(TLS) BUILD=$(EPOLL_DIR) $(EPOLL_DIR)/smtpd $(EPOLL_DIR)/manager
 	SMTPD_BIN=$(CURDIR)/$(EPOLL_DIR)/smtpd MANAGER_BIN=$(CURDIR)/$(EPOLL_DIR)/manager $(E2E)
 e2e-select:
-	$(MAKE) -j$(BUILD_JOBS) SELECTOR=select TLS=0 BUILD=build/select-notls \
+	$(MAKE) $(BUILD_J) SELECTOR=select TLS=0 BUILD=build/select-notls \
 	  build/select-notls/smtpd build/select-notls/manager
 	SMTPD_BIN=$(CURDIR)/build/select-notls/smtpd SMTPD_SELECTOR=select \
 	MANAGER_BIN=$(CURDIR)/build/select-notls/manager $(E2E)
 e2e-asan:
-	$(MAKE) -j$(BUILD_JOBS) SELECTOR=epoll TLS=$(TLS) BUILD=$(ASAN_DIR) OPT="-O1 -g -fno-omit-frame-pointer" \
+	$(MAKE) $(BUILD_J) SELECTOR=epoll TLS=$(TLS) BUILD=$(ASAN_DIR) OPT="-O1 -g -fno-omit-frame-pointer" \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" \
 	  $(ASAN_DIR)/smtpd $(ASAN_DIR)/manager unit
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=86 \
@@ -154,8 +158,20 @@ e2e-asan:
 	SMTPD_BIN=$(CURDIR)/$(ASAN_DIR)/smtpd MANAGER_BIN=$(CURDIR)/$(ASAN_DIR)/manager \
 	SMTPD_SANITIZED=1 $(E2E)
 
-test: test-deps all unit e2e-epoll e2e-select e2e-asan
+# Two lanes at once, on the two cores this was made on: the ASan+UBSan
+# build and suite (the longest), and ./smtpd, the unit tests, the epoll
+# suite, then the select build and suite. While one lane waits on its
+# servers, the other compiles or computes. Each suite prints its output
+# whole when it ends (-Otarget).
+test: test-deps
+	@echo "make test: two lanes at once; each suite prints when it ends"
+	$(MAKE) -j2 -Otarget --no-print-directory e2e-asan test-lane
 	@echo "make test: all suites passed"
+test-lane:
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) e2e-epoll
+	$(MAKE) e2e-select
 
 # The quick loop while working: one build, the slow tests left out.
 check: test-deps all unit

@@ -18,6 +18,10 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "e2e"))
+from ports import free_port  # noqa: E402  (a block of ports of our own)
+
 ARGS = sys.argv[1:]
 NAMES = "one"
 if "--names" in ARGS:
@@ -29,10 +33,6 @@ N = int(ARGS[1]) if len(ARGS) > 1 else 200
 ROUNDS = int(ARGS[2]) if len(ARGS) > 2 else 20
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def auth_line(user, password):

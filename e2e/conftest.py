@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+from ports import free_port  # noqa: F401  (the tests import it from here)
+
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 SMTPD_BIN = os.environ.get("SMTPD_BIN", str(ROOT / "smtpd"))
@@ -20,23 +22,6 @@ MANAGER_BIN = os.environ.get("MANAGER_BIN", str(ROOT / "manager"))
 SANITIZED = os.environ.get("SMTPD_SANITIZED") == "1"
 # exit codes the sanitizers use (Makefile: ASAN_OPTIONS / UBSAN_OPTIONS)
 SANITIZER_EXITS = (86, 87)
-
-
-def free_port(kind=socket.SOCK_STREAM):
-    """A port free on every IPv4 and IPv6 address right now: the loopback
-    defaults of -a, and the wildcard that some tests listen on."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, kind) as s4:
-            s4.bind(("0.0.0.0", 0))
-            port = s4.getsockname()[1]
-            try:
-                with socket.socket(socket.AF_INET6, kind) as s6:
-                    s6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                    s6.bind(("::", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port")
 
 
 def wait_for_greeting(port, proc, output, what, hello=b""):
@@ -397,3 +382,10 @@ def greeted(connect, srv, ehlo="client.test", host="127.0.0.1"):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+
+
+def pytest_collection_modifyitems(items):
+    """The slow tests first, otherwise in their order: with several
+    processes (make test), a long test that started last would run alone
+    while the other processes have nothing left to do."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from conftest import SMTPD_BIN, b64, free_port, greeted, queue_id, send_mail
+from conftest import (SANITIZED, SMTPD_BIN, b64, free_port, greeted, queue_id,
+                      send_mail)
 
 BODY = b"Subject: users\r\n\r\nfrom a password file\r\n"
 
@@ -300,7 +301,8 @@ def test_100000_line_file(connect, tmp_path):
     """Starts with 100,000 users, making their 100,000 mailboxes (one
     syncfs for all); users from the end and the middle of the file log in.
     Making that many directories takes a while on a cold start, so this
-    test waits up to 3 minutes for the server, longer than the fixture
+    test waits up to 3 minutes for the server (10 under ASan, whose start
+    took close to 3 on a busy 2-core machine), longer than the fixture
     does. The time is printed, not judged (docs/benchmarks.md)."""
     f = tmp_path / "users"
     with open(f, "w") as out:
@@ -309,7 +311,7 @@ def test_100000_line_file(connect, tmp_path):
         out.write("zed:%s\n" % sha256("last-pw"))
     os.chmod(f, 0o600)
     port, log = free_port(), tmp_path / "smtpd.log"
-    t0 = time.monotonic()
+    t0, limit = time.monotonic(), (600 if SANITIZED else 180)
     proc = subprocess.Popen([SMTPD_BIN, "-s", str(port), "-p", str(free_port()),
                              "-a", "127.0.0.1", "-m", "127.0.0.1", "-l", str(log),
                              "-f", str(tmp_path / "mail"), "--passwd-file", str(f)],
@@ -317,7 +319,7 @@ def test_100000_line_file(connect, tmp_path):
     try:
         while "smtpd ready" not in (log.read_text() if log.exists() else ""):
             assert proc.poll() is None, proc.stderr.read()
-            assert time.monotonic() - t0 < 180, "not ready in 3 minutes"
+            assert time.monotonic() - t0 < limit, "not ready in %d s" % limit
             time.sleep(0.05)
         print("\n100,000-line password file, cold start: ready in %.2f s"
               % (time.monotonic() - t0))
