@@ -85,7 +85,7 @@ struct journal {
     pthread_t thread;
 
     struct {                    /* journal_stats, each _Atomic */
-        _Atomic uint64_t syncs, records, sync_us, sync_us_max, checkpoints,
+        _Atomic uint64_t syncs, records, sync_us, checkpoints,
                          checkpoint_us, full, bytes_used;
         _Atomic uint64_t sync_buckets[8];
     } st;
@@ -329,11 +329,13 @@ int journal_add(struct journal *j, const char *names, uint32_t names_len,
         errno = EFBIG;
         return -1;
     }
-    if (journal_read_body(j, fd, len) < 0 || journal_room(j, size) < 0) {
+    if (journal_room(j, size) < 0) {
         if (errno == ENOSPC)
             journal_kick_full(j);
         return -1;
     }
+    if (journal_read_body(j, fd, len) < 0)
+        return -1;
     struct jrec r = { .type = JREC_MESSAGE, .names_len = names_len,
                       .seq = j->head_seq, .body_len = len };
     sha256(j->body, len, r.body_sha);
@@ -364,8 +366,6 @@ static void journal_count_sync(struct journal *j, uint64_t us)
     atomic_fetch_add_explicit(&j->st.sync_buckets[b], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&j->st.syncs, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&j->st.sync_us, us, memory_order_relaxed);
-    if (us > atomic_load_explicit(&j->st.sync_us_max, memory_order_relaxed))
-        atomic_store_explicit(&j->st.sync_us_max, us, memory_order_relaxed);
 }
 
 /* Bytes of live records from the tail to the synced head (mu held). */
@@ -560,7 +560,6 @@ void journal_stats_get(const struct journal *j, struct journal_stats *out)
     out->syncs = JLOAD(syncs);
     out->records = JLOAD(records);
     out->sync_us = JLOAD(sync_us);
-    out->sync_us_max = JLOAD(sync_us_max);
     out->checkpoints = JLOAD(checkpoints);
     out->checkpoint_us = JLOAD(checkpoint_us);
     out->full = JLOAD(full);

@@ -32,7 +32,6 @@ struct journal_stats {
     uint64_t syncs;             /* fdatasyncs of batches */
     uint64_t records;           /* message records written */
     uint64_t sync_us;           /* their total duration */
-    uint64_t sync_us_max;
     uint64_t sync_buckets[8];   /* <=0.5,1,2,5,10,50,250 ms, more */
     uint64_t checkpoints;
     uint64_t checkpoint_us;     /* their total duration */
