@@ -43,7 +43,7 @@ SERVER_SRC = smtpd.c smtpd_args.c log.c stats.c \
              parser.c \
              auth_sasl.c auth_login.c auth_throttle.c auth_users.c auth_passwd.c \
              maildir.c maildir_commit.c maildir_spool.c maildir_quota.c maildir_quota_rule.c \
-             maildir_commit_steps.c maildir_journal.c maildir_journal_record.c maildir_replay.c maildir_sha256.c \
+             maildir_commit_steps.c maildir_journal.c maildir_checkpoint.c maildir_journal_record.c maildir_replay.c maildir_sha256.c \
              transport.c transform.c transform_errpipe.c monitor.c \
              selector.c selector_$(SELECTOR).c worker.c buffer.c \
              metrics.c metrics_http.c \

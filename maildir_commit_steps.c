@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "maildir_checkpoint.h"
 #include "maildir_journal.h"
 #include "maildir_quota.h"
 
@@ -137,21 +138,6 @@ enum commit_flush commit_flush_choose(size_t jobs, size_t boxes,
     return COMMIT_FLUSH_FILESYSTEM;
 }
 
-static unsigned long long committer_unwritten_bytes(void)
-{
-    FILE *f = fopen("/proc/meminfo", "re");
-    if (f == NULL)
-        return 0;
-    char line[128];
-    unsigned long long kb, total = 0;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "Dirty: %llu kB", &kb) == 1
-            || sscanf(line, "Writeback: %llu kB", &kb) == 1)
-            total += kb * 1024;
-    fclose(f);
-    return total;
-}
-
 static double committer_now(void)
 {
     struct timespec ts;
@@ -164,7 +150,7 @@ static double committer_now(void)
 static double committer_since_busy(struct committer *c)
 {
     double now = committer_now();
-    if (committer_unwritten_bytes() > COMMITTER_BUSY_BYTES)
+    if (maildir_unwritten_bytes() > COMMITTER_BUSY_BYTES)
         c->busy_at = now;
     return now - c->busy_at;
 }

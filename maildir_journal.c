@@ -13,9 +13,10 @@
  *
  *   - the committer's thread writes records at the head and syncs them,
  *     then publishes the head as "synced";
- *   - the checkpoint thread takes the synced position, syncs the whole
- *     filesystem (every file and name those records cover), writes the
- *     position into a header slot, syncs that, and moves the tail there.
+ *   - the checkpoint thread takes the synced position and the files of
+ *     the records before it (maildir_checkpoint.h), syncs them, writes
+ *     the position into a header slot, syncs that, and moves the tail
+ *     there.
  *
  * Records are never written over the live part: when a record does not
  * fit, the file grows by 4 MiB (up to its limit), or the head wraps, or
@@ -35,6 +36,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -42,6 +44,7 @@
 
 #include "log.h"
 #include "maildir.h"
+#include "maildir_checkpoint.h"
 #include "maildir_journal_record.h"
 #include "maildir_replay.h"
 
@@ -55,6 +58,7 @@ const uint64_t journal_sync_bounds_us[7] = { 500, 1000, 2000, 5000, 10000,
 struct journal {
     char *root;
     int root_fd;                /* the filesystem a checkpoint syncs */
+    size_t keep_max;            /* descriptors kept for a checkpoint */
     uint64_t max_size;
     unsigned interval;          /* seconds between checkpoints */
 
@@ -70,6 +74,7 @@ struct journal {
                                        before shared_fd, then constant) */
     uint64_t retry_at_us;       /* the file could not be made: per file
                                    until then (CLOCK_MONOTONIC) */
+    struct ckpt_set batch;      /* the batch's files, until it is synced */
     uint8_t *body;              /* a message read back, to be written */
     size_t body_cap;
 
@@ -81,12 +86,14 @@ struct journal {
     uint64_t synced_off, synced_seq;    /* the head after the last sync */
     uint64_t tail_off, tail_seq;        /* the last checkpoint */
     uint64_t generation;
+    struct ckpt_set kept;       /* the files of records up to synced_seq */
+    bool by_files;              /* the last checkpoint went file by file */
     bool kick, stop;
     pthread_t thread;
 
     struct {                    /* journal_stats, each _Atomic */
         _Atomic uint64_t syncs, records, sync_us, checkpoints,
-                         checkpoint_us, full, bytes_used;
+                         checkpoint_us, checkpoints_files, full, bytes_used;
         _Atomic uint64_t sync_buckets[8];
     } st;
 };
@@ -354,6 +361,7 @@ int journal_add(struct journal *j, const char *names, uint32_t names_len,
         j->batch_first = j->head_off;
     j->head_off += size;
     j->head_seq++;
+    ckpt_keep(&j->batch, fd, names, names_len, len);
     atomic_fetch_add_explicit(&j->st.records, 1, memory_order_relaxed);
     return 0;
 }
@@ -404,15 +412,20 @@ int journal_sync(struct journal *j)
             int saved = errno;
             log_error("journal %s: fdatasync: %s", j->path, strerror(saved));
             journal_undo_batch(j);
+            ckpt_clear(&j->batch);
             errno = saved;
         } else {
             journal_count_sync(j, journal_now_us() - t0);
             pthread_mutex_lock(&j->mu);
             j->synced_off = j->head_off;
             j->synced_seq = j->head_seq;
+            ckpt_move(&j->kept, &j->batch, j->keep_max);
             uint64_t used = journal_used(j);
             atomic_store_explicit(&j->st.bytes_used, used, memory_order_relaxed);
-            if (used >= j->max_size / 4 * 3) {
+            /* going file by file, a checkpoint comes before descriptors
+             * run out and only syncfs could cover the files */
+            if (used >= j->max_size / 4 * 3
+                || (j->by_files && j->kept.n >= j->keep_max)) {
                 j->kick = true;
                 pthread_cond_signal(&j->cv);
             }
@@ -429,23 +442,35 @@ int journal_sync(struct journal *j)
 
 /*
  * Makes every record up to the synced position durable in the mailboxes
- * and says so in a slot: syncfs covers each file and new/ entry those
- * records name, wherever a reader has moved them since, since they all
- * live on root's filesystem (a message whose file does not is never
- * journalled). Runs on the checkpoint thread, mu not held.
+ * (files: their descriptors and names, maildir_checkpoint.h) and says so
+ * in a slot. syncfs covers what file by file could not: every message
+ * journalled lives on root's filesystem (one whose file does not is
+ * synced file by file instead). Runs on the checkpoint thread, mu not
+ * held: the way it went, or -1 when it failed (to be tried again).
  */
-static void journal_checkpoint(struct journal *j, int fd, struct jslot *to)
+static int journal_checkpoint(struct journal *j, int fd, struct jslot *to,
+                              const struct ckpt_set *files)
 {
     uint64_t t0 = journal_now_us();
-    if (syncfs(j->root_fd) < 0 || journal_slot_write(fd, to) < 0) {
+    enum ckpt_way way = ckpt_choose(files, maildir_unwritten_bytes());
+    int rc = ckpt_sync(j->root, j->root_fd, files, way);
+    if (rc < 0 && way == CKPT_FILES) {
+        log_error("journal %s: checkpoint file by file: %s (syncing the "
+                  "filesystem instead)", j->path, strerror(errno));
+        rc = ckpt_sync(j->root, j->root_fd, files, way = CKPT_FILESYSTEM);
+    }
+    if (rc < 0 || journal_slot_write(fd, to) < 0) {
         log_error("journal %s: checkpoint: %s (tried again in %u s)",
                   j->path, strerror(errno), j->interval);
-        to->generation = 0;
-        return;
+        return -1;
     }
     atomic_fetch_add_explicit(&j->st.checkpoints, 1, memory_order_relaxed);
+    if (way == CKPT_FILES)
+        atomic_fetch_add_explicit(&j->st.checkpoints_files, 1,
+                                  memory_order_relaxed);
     atomic_fetch_add_explicit(&j->st.checkpoint_us, journal_now_us() - t0,
                               memory_order_relaxed);
+    return (int)way;
 }
 
 /* Waits for the next checkpoint's time (or a kick), mu held; true when
@@ -471,11 +496,17 @@ static void journal_checkpoint_once(struct journal *j)
     struct jslot to = { j->generation + 1, j->synced_off, j->synced_seq, {0} };
     memcpy(to.key, j->key, sizeof to.key);
     int fd = j->shared_fd;
+    struct ckpt_set files = j->kept;
+    j->kept = (struct ckpt_set){ 0 };
     pthread_mutex_unlock(&j->mu);
-    journal_checkpoint(j, fd, &to);
+    int way = journal_checkpoint(j, fd, &to, &files);
+    ckpt_clear(&files);
     pthread_mutex_lock(&j->mu);
-    if (to.generation == 0)
+    if (way < 0) {
+        j->kept.overflow = true;    /* those descriptors are gone */
         return;
+    }
+    j->by_files = way == CKPT_FILES;
     j->generation = to.generation;
     j->tail_off = to.tail_off;
     j->tail_seq = to.tail_seq;
@@ -508,6 +539,11 @@ struct journal *journal_new(const char *root, int root_fd, uint64_t size,
     j->max_size = size;
     j->interval = interval;
     j->fd = j->shared_fd = -1;
+    struct rlimit rl;
+    j->keep_max = CKPT_KEEP_MAX;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+        && rl.rlim_cur / 8 < j->keep_max)
+        j->keep_max = (size_t)rl.rlim_cur / 8;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -543,6 +579,8 @@ void journal_free(struct journal *j)
         close(j->fd);
     pthread_cond_destroy(&j->cv);
     pthread_mutex_destroy(&j->mu);
+    ckpt_clear(&j->batch);
+    ckpt_clear(&j->kept);
     free(j->body);
     free(j->path);
     free(j->root);
@@ -562,6 +600,7 @@ void journal_stats_get(const struct journal *j, struct journal_stats *out)
     out->sync_us = JLOAD(sync_us);
     out->checkpoints = JLOAD(checkpoints);
     out->checkpoint_us = JLOAD(checkpoint_us);
+    out->checkpoints_files = JLOAD(checkpoints_files);
     out->full = JLOAD(full);
     out->bytes_used = JLOAD(bytes_used);
     for (size_t i = 0; i < 8; i++)

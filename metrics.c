@@ -198,6 +198,10 @@ static void metrics_journal_render(struct metrics_out *o)
     metrics_counter(o, "smtpd_journal_checkpoints_total", "counter",
                     "Checkpoints: the journal's files synced, its space "
                     "freed.", (double)js.checkpoints);
+    metrics_counter(o, "smtpd_journal_checkpoints_by_file_total", "counter",
+                    "Checkpoints that synced file by file, not the whole "
+                    "filesystem: other programs kept the disk busy.",
+                    (double)js.checkpoints_files);
     metrics_counter(o, "smtpd_journal_checkpoint_seconds_total", "counter",
                     "Time spent in checkpoints.",
                     (double)js.checkpoint_us / 1e6);

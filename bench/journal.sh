@@ -16,6 +16,14 @@
 # pf_run, noop_run, and SMTPD_ARGS, which smtpd_start adds to smtpd's
 # arguments) and neighbour.sh's noise_start/noise_stop.
 # shellcheck disable=SC2034  # SMTPD_ARGS is read by run.sh's smtpd_start
+#
+# For a focused rerun, BENCH_JOURNAL_NEIGHBOURS (default "none rewrite
+# stream") and BENCH_JOURNAL_SIZES (default "1024 102400") narrow the
+# side-by-side table and the NOOP rows, e.g.
+#   BENCH_ONLY=journal BENCH_JOURNAL_NEIGHBOURS=stream \
+#   BENCH_JOURNAL_SIZES=102400 bench/run.sh
+JOURNAL_KINDS=${BENCH_JOURNAL_NEIGHBOURS:-none rewrite stream}
+JOURNAL_SIZES=${BENCH_JOURNAL_SIZES:-1024 102400}
 
 # Does this smtpd have the journal? (Its -h names --no-journal.)
 # (Not a pipe into grep -q: under pipefail, smtpd killed by SIGPIPE once
@@ -90,9 +98,9 @@ journal_side_by_side() {
     res ""
     res "| neighbour | load | sessions | messages | smtpd journal | smtpd --no-journal | Postfix | journal/Postfix | --no-journal/Postfix |"
     res "|---|---|---:|---:|---:|---:|---:|---:|---:|"
-    for kind in none rewrite stream; do
+    for kind in $JOURNAL_KINDS; do
         [ "$kind" = none ] || noise_start "$kind"
-        for size in 1024 102400; do
+        for size in $JOURNAL_SIZES; do
             label=$([ "$size" = 1024 ] && echo "1 KB" || echo "100 KB")
             for sessions in 16 64; do
                 count=$(( (size > 1024 ? 2500 : (sessions == 16 ? 3000 : 5000)) / SCALE ))
@@ -166,7 +174,7 @@ journal_noop() {
     res ""
     res "| neighbour | run | smtpd msg/s | NOOPs | failed | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |"
     res "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    for kind in none rewrite stream; do
+    for kind in $JOURNAL_KINDS; do
         for i in $(seq "$RUNS"); do
             noop_run "$kind" "$m" "journal-$kind-$i"
             line="| $kind | $i | $RATE"

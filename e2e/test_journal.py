@@ -602,3 +602,59 @@ def test_big_message_is_synced_by_itself_and_survives_kill_9(start_server,
     srv2 = start_server(*USERS, "--checkpoint", "3600", root=root)
     assert replay_lines(srv2) == [(jpath.name, 1, 0, 0)]
     check_restored(root, saved, BOXES)
+
+
+# ---- the checkpoint next to a busy disk --------------------------------------
+
+def dirty_writer(path, stop):
+    """Keeps 96 MiB of a file unwritten until stop is set: written once,
+    then overwritten in place, never synced, so whatever another program
+    flushes is dirty again a moment later."""
+    chunk = os.urandom(1 << 20)
+    with open(path, "wb") as f:
+        while not stop.is_set():
+            f.seek(0)
+            for _ in range(96):
+                f.write(chunk)
+            f.flush()
+
+
+def test_checkpoint_goes_file_by_file_next_to_a_busy_writer(start_server,
+                                                            tmp_path):
+    """With much of someone else's data unwritten, syncfs would wait for
+    all of it: the checkpoint syncs the journalled files through the
+    descriptors it kept instead (one of them moved into cur/ by a reader
+    meanwhile), then frees their records like any checkpoint."""
+    from test_metrics import metrics_server, scrape
+    root = tmp_path / "mail"
+    srv = metrics_server(start_server, *USERS, "--checkpoint", "1", root=root)
+    stop = threading.Event()
+    writer = threading.Thread(target=dirty_writer,
+                              args=(tmp_path / "neighbour", stop))
+    writer.start()
+    tokens = []
+    try:
+        for k in range(600):
+            token = b"busy%d" % k
+            deliver(srv.port, ("alice", "bob"), make_body(token, 700))
+            tokens.append(token)
+            if k == 0:
+                (first,) = (root / "alice" / "new").iterdir()
+                first.rename(root / "alice" / "cur" / (first.name + ":2,S"))
+            if scrape(srv)["smtpd_journal_checkpoints_by_file_total"] >= 1:
+                break
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        writer.join(timeout=60)
+    values = scrape(srv)
+    assert values["smtpd_journal_checkpoints_by_file_total"] >= 1, values
+    assert values["smtpd_journal_checkpoints_total"] >= \
+        values["smtpd_journal_checkpoints_by_file_total"]
+    assert wait_for(lambda: parse_journal(journal_path(srv)) == [], 30)
+    kill9(srv)
+    srv2 = start_server(*USERS, root=root)
+    assert all(written == 0 for _, _, written, _ in replay_lines(srv2))
+    found = stored_tokens(root, ("new", "cur"))
+    assert {t: found.get(t) for t in tokens} == {t: 2 for t in tokens}
+    assert all_tmp(root) == []

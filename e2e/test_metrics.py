@@ -28,10 +28,10 @@ REQUEST_SECONDS = 5
 MAX_CONNS = 64
 
 
-def metrics_server(start_server, *args, addr="127.0.0.1"):
+def metrics_server(start_server, *args, addr="127.0.0.1", **kw):
     port = free_port()
     where = "[%s]:%d" % (addr, port) if ":" in addr else "%s:%d" % (addr, port)
-    srv = start_server("--metrics", where, *args)
+    srv = start_server("--metrics", where, *args, **kw)
     srv.metrics_port = port
     srv.metrics_addr = addr
     return srv

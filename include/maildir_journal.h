@@ -5,9 +5,11 @@
  * files into new/ without syncing them, and syncs the journal once: one
  * sequential fdatasync per batch instead of an fsync per file and per
  * directory. A checkpoint thread of the journal's own makes the files
- * and names durable later (syncfs of root's filesystem, every
- * --checkpoint seconds or when the journal is three quarters full) and
- * then lets their records' space be used again. Record format:
+ * and names durable later (every --checkpoint seconds or when the
+ * journal is three quarters full; syncfs of root's filesystem, or file
+ * by file through descriptors it kept when the disk is busy with other
+ * programs' data: maildir_checkpoint.h) and then lets their records'
+ * space be used again. Record format:
  * maildir_journal_record.h; replay after a crash: maildir_replay.h.
  *
  * The file is ROOT/.journal/<host>.<n>, n the lowest no running instance
@@ -35,6 +37,7 @@ struct journal_stats {
     uint64_t sync_buckets[8];   /* <=0.5,1,2,5,10,50,250 ms, more */
     uint64_t checkpoints;
     uint64_t checkpoint_us;     /* their total duration */
+    uint64_t checkpoints_files; /* of them, those that went file by file */
     uint64_t full;              /* messages synced per file: no room */
     uint64_t bytes_used;        /* records not yet checkpointed */
 };

@@ -1,0 +1,78 @@
+/*
+ * maildir_checkpoint.h - what a journal checkpoint makes durable: the
+ * files of every record synced since the last checkpoint, and the new/
+ * entries that name them (maildir_journal.h).
+ *
+ * The journal keeps a descriptor of each such file and the names of its
+ * mailboxes: a reader may have renamed the file into cur/ meanwhile, and
+ * the descriptor still reaches it. A checkpoint then syncs in one of two
+ * ways:
+ *
+ *   - the whole filesystem (syncfs): one pass, one journal commit of the
+ *     filesystem's own, one cache flush; the cheapest way while the
+ *     unwritten data on the machine is (nearly all) ours;
+ *   - file by file through the kept descriptors (their write-back all
+ *     started first), then each mailbox's new/ and cur/: next to a
+ *     program that keeps the disk dirty, syncfs would also wait for all
+ *     of that program's data, which can take seconds.
+ *
+ * A set that could not keep every descriptor (more files than it may
+ * hold open, or dup failed) is synced the first way only.
+ */
+#ifndef MAILDIR_CHECKPOINT_H
+#define MAILDIR_CHECKPOINT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Descriptors one set holds at most (fewer when the process may open
+ * few: an eighth of its limit). */
+#define CKPT_KEEP_MAX 4096
+
+struct ckpt_file {
+    int fd;
+    uint32_t names_len;
+    char *names;                /* as in the record: file name, then boxes */
+};
+
+struct ckpt_set {
+    struct ckpt_file *v;
+    size_t n, alloc;
+    uint64_t bytes;             /* the files' sizes, summed */
+    bool overflow;              /* a file without a descriptor is covered */
+};
+
+enum ckpt_way { CKPT_FILESYSTEM, CKPT_FILES };
+
+/* Keeps a duplicate of fd (a file of len bytes) and a copy of its
+ * record's names. When that fails the set is marked overflowed: it can
+ * still be checkpointed, by syncfs. */
+void ckpt_keep(struct ckpt_set *s, int fd, const char *names,
+               uint32_t names_len, uint64_t len);
+
+/* Moves every file of from to the end of to, which keeps at most max
+ * descriptors (the rest are closed, and to overflows); from is empty
+ * after. */
+void ckpt_move(struct ckpt_set *to, struct ckpt_set *from, size_t max);
+
+/* Closes every descriptor and frees the names: the set is empty, not
+ * overflowed, and can be used again. */
+void ckpt_clear(struct ckpt_set *s);
+
+/* The way for s when the machine holds unwritten bytes not yet on disk
+ * (maildir_unwritten_bytes): file by file only when every file is kept
+ * and that is more than 32 MiB beyond these files' own sizes. */
+enum ckpt_way ckpt_choose(const struct ckpt_set *s,
+                          unsigned long long unwritten);
+
+/* Syncs s the given way (its files under root; root_fd open on root):
+ * 0, or -1 with errno. A mailbox removed since is not an error. */
+int ckpt_sync(const char *root, int root_fd, const struct ckpt_set *s,
+              enum ckpt_way way);
+
+/* Bytes the whole machine has not yet written to its disks (Dirty plus
+ * Writeback in /proc/meminfo); 0 when that cannot be read. */
+unsigned long long maildir_unwritten_bytes(void);
+
+#endif
