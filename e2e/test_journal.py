@@ -619,6 +619,44 @@ def dirty_writer(path, stop):
             f.flush()
 
 
+def deliver_next_to_writer(srv, neighbour, done, limit=600):
+    """Delivers to alice and bob (moving the first message into cur/, as
+    a reader would) while dirty_writer runs, until done(metrics) holds
+    or limit messages went; their tokens."""
+    from test_metrics import scrape
+    stop = threading.Event()
+    writer = threading.Thread(target=dirty_writer, args=(neighbour, stop))
+    writer.start()
+    tokens = []
+    try:
+        for k in range(limit):
+            token = b"busy%d" % k
+            deliver(srv.port, ("alice", "bob"), make_body(token, 700))
+            tokens.append(token)
+            if k == 0:
+                (first,) = (srv.root / "alice" / "new").iterdir()
+                first.rename(srv.root / "alice" / "cur" / (first.name + ":2,S"))
+            if done(scrape(srv)):
+                break
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        writer.join(timeout=60)
+    return tokens
+
+
+def check_after_kill(start_server, srv, tokens):
+    """The checkpoint freed every record; after kill -9 and a restart
+    nothing is written again and each message is in both mailboxes."""
+    assert wait_for(lambda: parse_journal(journal_path(srv)) == [], 30)
+    kill9(srv)
+    srv2 = start_server(*USERS, root=srv.root)
+    assert all(written == 0 for _, _, written, _ in replay_lines(srv2))
+    found = stored_tokens(srv.root, ("new", "cur"))
+    assert {t: found.get(t) for t in tokens} == {t: 2 for t in tokens}
+    assert all_tmp(srv.root) == []
+
+
 def test_checkpoint_goes_file_by_file_next_to_a_busy_writer(start_server,
                                                             tmp_path):
     """With much of someone else's data unwritten, syncfs would wait for
@@ -626,35 +664,35 @@ def test_checkpoint_goes_file_by_file_next_to_a_busy_writer(start_server,
     descriptors it kept instead (one of them moved into cur/ by a reader
     meanwhile), then frees their records like any checkpoint."""
     from test_metrics import metrics_server, scrape
-    root = tmp_path / "mail"
-    srv = metrics_server(start_server, *USERS, "--checkpoint", "1", root=root)
-    stop = threading.Event()
-    writer = threading.Thread(target=dirty_writer,
-                              args=(tmp_path / "neighbour", stop))
-    writer.start()
-    tokens = []
-    try:
-        for k in range(600):
-            token = b"busy%d" % k
-            deliver(srv.port, ("alice", "bob"), make_body(token, 700))
-            tokens.append(token)
-            if k == 0:
-                (first,) = (root / "alice" / "new").iterdir()
-                first.rename(root / "alice" / "cur" / (first.name + ":2,S"))
-            if scrape(srv)["smtpd_journal_checkpoints_by_file_total"] >= 1:
-                break
-            time.sleep(0.1)
-    finally:
-        stop.set()
-        writer.join(timeout=60)
+    srv = metrics_server(start_server, *USERS, "--checkpoint", "1",
+                         root=tmp_path / "mail")
+    by_file = "smtpd_journal_checkpoints_by_file_total"
+    tokens = deliver_next_to_writer(srv, tmp_path / "neighbour",
+                                    lambda m: m[by_file] >= 1)
     values = scrape(srv)
-    assert values["smtpd_journal_checkpoints_by_file_total"] >= 1, values
-    assert values["smtpd_journal_checkpoints_total"] >= \
-        values["smtpd_journal_checkpoints_by_file_total"]
-    assert wait_for(lambda: parse_journal(journal_path(srv)) == [], 30)
-    kill9(srv)
-    srv2 = start_server(*USERS, root=root)
-    assert all(written == 0 for _, _, written, _ in replay_lines(srv2))
-    found = stored_tokens(root, ("new", "cur"))
-    assert {t: found.get(t) for t in tokens} == {t: 2 for t in tokens}
-    assert all_tmp(root) == []
+    assert values[by_file] >= 1, values
+    assert values["smtpd_journal_checkpoints_total"] >= values[by_file]
+    check_after_kill(start_server, srv, tokens)
+
+
+def test_checkpoint_by_file_failing_syncs_the_filesystem(start_server, shim,
+                                                         tmp_path):  # noqa: F811
+    """A mailbox directory's fsync fails during a file-by-file checkpoint:
+    that checkpoint syncs the whole filesystem instead, and still frees
+    the records."""
+    from test_metrics import metrics_server
+    root, arm = tmp_path / "mail", tmp_path / "arm"
+    env = shim_env(shim, root, arm, FAULT_LOG=tmp_path / "faults.log",
+                   FAULT_FSYNC_DIR=1, FAULT_FSYNC_MATCH="/alice/new",
+                   FAULT_FSYNC_ONCE=1)
+    srv = metrics_server(start_server, *USERS, "--checkpoint", "1",
+                         root=root, env=env)
+    arm.write_text("on")
+    faults = tmp_path / "faults.log"
+    tokens = deliver_next_to_writer(srv, tmp_path / "neighbour",
+                                    lambda m: faults.exists())
+    assert [ln.split()[0] for ln in faults.read_text().splitlines()] == [
+        "fsync"]
+    assert wait_for(lambda: "checkpoint file by file: Input/output error "
+                    "(syncing the filesystem instead)" in srv.log_text())
+    check_after_kill(start_server, srv, tokens)
