@@ -25,7 +25,7 @@ WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/smtpd-deleted.XXXXXX")
 PORT=$((20000 + $$ % 10000))
 MON=$((PORT + 1))
 SRC="smtp-source -f bench@localhost -t u@localhost -M localhost"
-SMTPD_PID= N=0
+SMTPD_PID='' N=0
 # shellcheck source=bench/common.sh
 . "$HERE/common.sh"
 
@@ -43,7 +43,7 @@ churn() {
 
 # load LABEL [SMTPD_ARGS...]: one load into a fresh root; prints its line
 load() {
-    local label=$1 root c0 t0 t1 i
+    local label=$1 root c0 t0 t1
     shift
     N=$((N + 1))
     root=$WORK/root.$N
@@ -51,7 +51,7 @@ load() {
     c0=$(cpu "$SMTPD_PID")
     t0=$(date +%s.%N)
     $SRC -s "$SESSIONS" -m "$MESSAGES" -l 1024 "127.0.0.1:$PORT" >/dev/null
-    for i in $(seq 3000); do
+    for _ in $(seq 3000); do
         [ "$(find "$root/u/new" -type f | wc -l)" -ge "$MESSAGES" ] && break
         sleep 0.02
     done
