@@ -5,14 +5,16 @@
 # inode freed in the last 30 s, or in the last 330 s while the block of
 # the inode table that holds it is dirty, so every file created meanwhile
 # scans past them. The journal leaves those blocks dirty until its next
-# checkpoint; --no-journal's syncs write them back every batch.
+# checkpoint, --no-journal's syncs write them back every batch: whether
+# that makes one mode pay more is what this measures.
 #
 #   make && bench/deleted_inodes.sh [ROUNDS [DELETED]]
 #
-# Each round: a load into a fresh root with each smtpd, then the same
-# after DELETED (default 40000) empty files were made and removed on the
-# same filesystem, and once more for the journal with a `sync` after the
-# removal. One line per load: msg/s and smtpd's CPU seconds. Needs
+# Each round: a minute's wait (deletions made before, by this script or
+# anyone, grow old and are written back), a load into a fresh root with
+# each smtpd, then the same after DELETED (default 40000) empty files
+# were made and removed on the same filesystem, and once more for the
+# journal with a `sync` after the removal. One line per load: msg/s and smtpd's CPU seconds. Needs
 # smtp-source (Debian's postfix). Uses /var/tmp (BENCH_DIR=... for
 # another filesystem).
 set -euo pipefail
@@ -65,6 +67,7 @@ load() {
 echo "# $MESSAGES messages of 1 KB, $SESSIONS sessions; $DELETED files deleted before the marked loads"
 for r in $(seq "$ROUNDS"); do
     echo "## round $r"
+    sleep 60
     load "fresh, journal"
     load "fresh, --no-journal" --no-journal
     churn; load "after the deletions, journal"
