@@ -59,47 +59,63 @@ static int ckpt_grow(struct ckpt_set *s, size_t want)
     return 0;
 }
 
-void ckpt_keep(struct ckpt_set *s, int fd, const char *names,
-               uint32_t names_len, uint64_t len)
-{
-    s->bytes += len;
-    if (s->overflow || ckpt_grow(s, s->n + 1) < 0) {
-        s->overflow = true;
-        return;
-    }
-    char *copy = malloc(names_len);
-    int dup_fd = copy ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
-    if (dup_fd < 0) {
-        free(copy);
-        s->overflow = true;
-        return;
-    }
-    memcpy(copy, names, names_len);
-    s->v[s->n++] = (struct ckpt_file){ dup_fd, names_len, copy };
-}
-
 static void ckpt_file_free(struct ckpt_file *f)
 {
     close(f->fd);
     free(f->names);
 }
 
-void ckpt_move(struct ckpt_set *to, struct ckpt_set *from, size_t max)
+/* Only syncfs will cover s now: its descriptors are of no use any more. */
+static void ckpt_give_up(struct ckpt_set *s)
 {
-    size_t room = to->n < max ? max - to->n : 0, i = 0;
-    if (from->n < room)
-        room = from->n;
-    if (ckpt_grow(to, to->n + room) == 0)
-        for (; i < room; i++)
+    for (size_t i = 0; i < s->n; i++)
+        ckpt_file_free(&s->v[i]);
+    s->n = 0;
+    s->overflow = true;
+}
+
+void ckpt_keep(struct ckpt_set *s, int fd, const char *names,
+               uint32_t names_len, uint64_t len)
+{
+    s->bytes += len;
+    if (s->overflow || ckpt_grow(s, s->n + 1) < 0) {
+        ckpt_give_up(s);
+        return;
+    }
+    char *copy = malloc(names_len);
+    int dup_fd = copy ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+    if (dup_fd < 0) {
+        free(copy);
+        ckpt_give_up(s);
+        return;
+    }
+    memcpy(copy, names, names_len);
+    s->v[s->n++] = (struct ckpt_file){ dup_fd, names_len, copy };
+}
+
+void ckpt_without(struct ckpt_set *s, uint64_t len)
+{
+    s->bytes += len;
+    ckpt_give_up(s);
+}
+
+bool ckpt_move(struct ckpt_set *to, struct ckpt_set *from, size_t max)
+{
+    bool full = !to->overflow && !from->overflow && to->n + from->n > max;
+    if (to->overflow || from->overflow || full
+        || ckpt_grow(to, to->n + from->n) < 0)
+        ckpt_give_up(to);
+    for (size_t i = 0; i < from->n; i++) {
+        if (to->overflow)
+            ckpt_file_free(&from->v[i]);
+        else
             to->v[to->n++] = from->v[i];
-    if (i < from->n || from->overflow)
-        to->overflow = true;
-    for (; i < from->n; i++)
-        ckpt_file_free(&from->v[i]);
+    }
     to->bytes += from->bytes;
     from->n = 0;
     from->bytes = 0;
     from->overflow = false;
+    return full;
 }
 
 void ckpt_clear(struct ckpt_set *s)
@@ -112,14 +128,17 @@ void ckpt_clear(struct ckpt_set *s)
 
 /* ---- the sync ----------------------------------------------------------- */
 
+bool ckpt_busy(unsigned long long unwritten, uint64_t ours)
+{
+    return unwritten > ours && unwritten - ours > CKPT_BUSY_BYTES;
+}
+
 enum ckpt_way ckpt_choose(const struct ckpt_set *s,
                           unsigned long long unwritten)
 {
-    if (s->overflow || s->n == 0)
+    if (s->overflow || s->n == 0 || !ckpt_busy(unwritten, s->bytes))
         return CKPT_FILESYSTEM;
-    if (unwritten > s->bytes && unwritten - s->bytes > CKPT_BUSY_BYTES)
-        return CKPT_FILES;
-    return CKPT_FILESYSTEM;
+    return CKPT_FILES;
 }
 
 static int ckpt_cmp_names(const void *a, const void *b)

@@ -72,6 +72,8 @@ struct journal {
     unsigned batch_records;
     uint8_t key[JOURNAL_KEY_LEN];   /* the records' checksum key (set
                                        before shared_fd, then constant) */
+    bool keeping;               /* descriptors kept for the checkpoint */
+    uint64_t keep_checked_us;   /* when keeping was last decided */
     uint64_t retry_at_us;       /* the file could not be made: per file
                                    until then (CLOCK_MONOTONIC) */
     struct ckpt_set batch;      /* the batch's files, until it is synced */
@@ -306,6 +308,22 @@ static int journal_read_body(struct journal *j, int fd, uint64_t len)
     return 0;
 }
 
+/* Whether each file is worth a descriptor kept for the checkpoint: only
+ * while the machine holds much unwritten data beyond our records', when
+ * the checkpoint goes file by file (maildir_checkpoint.h). Looked up at
+ * most every 100 ms. */
+static bool journal_keeping(struct journal *j)
+{
+    uint64_t now = journal_now_us();
+    if (now - j->keep_checked_us >= 100000) {
+        j->keep_checked_us = now;
+        j->keeping = ckpt_busy(maildir_unwritten_bytes(),
+                               atomic_load_explicit(&j->st.bytes_used,
+                                                    memory_order_relaxed));
+    }
+    return j->keeping;
+}
+
 /* No room for a record: the checkpoint is asked for now. */
 static void journal_kick_full(struct journal *j)
 {
@@ -361,7 +379,10 @@ int journal_add(struct journal *j, const char *names, uint32_t names_len,
         j->batch_first = j->head_off;
     j->head_off += size;
     j->head_seq++;
-    ckpt_keep(&j->batch, fd, names, names_len, len);
+    if (journal_keeping(j))
+        ckpt_keep(&j->batch, fd, names, names_len, len);
+    else
+        ckpt_without(&j->batch, len);
     atomic_fetch_add_explicit(&j->st.records, 1, memory_order_relaxed);
     return 0;
 }
@@ -419,13 +440,12 @@ int journal_sync(struct journal *j)
             pthread_mutex_lock(&j->mu);
             j->synced_off = j->head_off;
             j->synced_seq = j->head_seq;
-            ckpt_move(&j->kept, &j->batch, j->keep_max);
+            bool no_room = ckpt_move(&j->kept, &j->batch, j->keep_max);
             uint64_t used = journal_used(j);
             atomic_store_explicit(&j->st.bytes_used, used, memory_order_relaxed);
-            /* going file by file, a checkpoint comes before descriptors
-             * run out and only syncfs could cover the files */
-            if (used >= j->max_size / 4 * 3
-                || (j->by_files && j->kept.n >= j->keep_max)) {
+            /* going file by file, descriptors ran out: a checkpoint now,
+             * before more files that only syncfs will cover pile up */
+            if (used >= j->max_size / 4 * 3 || (j->by_files && no_room)) {
                 j->kick = true;
                 pthread_cond_signal(&j->cv);
             }

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import Client, greeted, queue_id, send_mail, strip_trace
+from conftest import Client, fd_count, greeted, queue_id, send_mail, strip_trace
 
 BODY = b"Subject: many\r\n\r\nclient %d\r\n"
 
@@ -106,10 +106,6 @@ def test_client_that_never_reads_does_not_block_others(server, connect):
     t.join(30)
     assert server.proc.poll() is None
     assert greeted(connect, server).cmd("NOOP").startswith("250 2.0.0")
-
-
-def fd_count(pid):
-    return len(os.listdir("/proc/%d/fd" % pid))
 
 
 def test_descriptors_do_not_leak(server, connect):

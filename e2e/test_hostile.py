@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from conftest import (SANITIZED, SMTPD_BIN, Client, greeted, only_file,
-                      queue_id, send_mail, strip_trace)
+from conftest import (SANITIZED, SMTPD_BIN, Client, fd_count, greeted,
+                      only_file, queue_id, send_mail, strip_trace)
 
 REPLY_LINE = re.compile(rb"^\d{3}[ -]")
 LOG_LINE = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} smtpd\[\d+\] "
@@ -29,10 +29,6 @@ SELECT_BUILD = (os.environ.get("SMTPD_SELECTOR") == "select"
                 or "/select" in SMTPD_BIN)
 SLOWLORIS = 900 if SELECT_BUILD else 1000
 SESSIONS = 2000 if SANITIZED else 10000
-
-
-def fd_count(pid):
-    return len(os.listdir("/proc/%d/fd" % pid))
 
 
 def settled_fd_count(pid, quiet=0.2, timeout=5):

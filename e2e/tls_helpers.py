@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import SMTPD_BIN, Client
+from conftest import SMTPD_BIN, Client, fd_count  # noqa: F401  (tests import it from here)
 
 _version = None
 
@@ -104,10 +104,6 @@ def smtps_port(srv):
     """The --smtps-port a server was started with."""
     i = srv.cmd.index("--smtps-port")
     return int(srv.cmd[i + 1])
-
-
-def fd_count(pid):
-    return len(os.listdir("/proc/%d/fd" % pid))
 
 
 def peer_cert(port, implicit=True):

@@ -16,8 +16,12 @@
  *     program that keeps the disk dirty, syncfs would also wait for all
  *     of that program's data, which can take seconds.
  *
- * A set that could not keep every descriptor (more files than it may
- * hold open, or dup failed) is synced the first way only.
+ * Descriptors are kept only while the machine is busy that way (on a
+ * quiet machine the first way is the one taken, and a server holding a
+ * descriptor per message for seconds would only look like a leak). A
+ * set that lacks one for any of its files (kept while quiet, more files
+ * than it may hold open, a dup that failed) is synced the first way,
+ * and closes the descriptors it has at once.
  */
 #ifndef MAILDIR_CHECKPOINT_H
 #define MAILDIR_CHECKPOINT_H
@@ -46,23 +50,30 @@ struct ckpt_set {
 enum ckpt_way { CKPT_FILESYSTEM, CKPT_FILES };
 
 /* Keeps a duplicate of fd (a file of len bytes) and a copy of its
- * record's names. When that fails the set is marked overflowed: it can
- * still be checkpointed, by syncfs. */
+ * record's names. When that fails the set overflows: it can still be
+ * checkpointed, by syncfs. */
 void ckpt_keep(struct ckpt_set *s, int fd, const char *names,
                uint32_t names_len, uint64_t len);
 
+/* A file of len bytes the set covers without a descriptor: it
+ * overflows. */
+void ckpt_without(struct ckpt_set *s, uint64_t len);
+
 /* Moves every file of from to the end of to, which keeps at most max
- * descriptors (the rest are closed, and to overflows); from is empty
- * after. */
-void ckpt_move(struct ckpt_set *to, struct ckpt_set *from, size_t max);
+ * descriptors (past that, or when from overflowed, to overflows); from
+ * is empty after. True when it was max that made to overflow. */
+bool ckpt_move(struct ckpt_set *to, struct ckpt_set *from, size_t max);
 
 /* Closes every descriptor and frees the names: the set is empty, not
  * overflowed, and can be used again. */
 void ckpt_clear(struct ckpt_set *s);
 
-/* The way for s when the machine holds unwritten bytes not yet on disk
- * (maildir_unwritten_bytes): file by file only when every file is kept
- * and that is more than 32 MiB beyond these files' own sizes. */
+/* Whether unwritten bytes on the machine (maildir_unwritten_bytes) are
+ * more than 32 MiB beyond ours: another program is writing. */
+bool ckpt_busy(unsigned long long unwritten, uint64_t ours);
+
+/* The way for s: file by file only when every file is kept and the
+ * machine is busy (ckpt_busy, ours the files' sizes). */
 enum ckpt_way ckpt_choose(const struct ckpt_set *s,
                           unsigned long long unwritten);
 

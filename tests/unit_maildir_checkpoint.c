@@ -46,25 +46,43 @@ static void test_keep_move_clear(void)
     CHECK(fcntl(batch.v[2].fd, F_GETFD) >= 0);     /* still open */
     CHECK(memcmp(batch.v[1].names, names, sizeof names) == 0);
 
-    ckpt_move(&kept, &batch, 2);
-    CHECK_EQ_INT(kept.n, 2);
-    CHECK_EQ_INT(kept.bytes, 300);
-    CHECK(kept.overflow);                           /* the third is not kept */
+    CHECK(!ckpt_move(&kept, &batch, 3));            /* room for all three */
+    CHECK_EQ_INT(kept.n, 3);
     CHECK_EQ_INT(batch.n, 0);
     CHECK_EQ_INT(batch.bytes, 0);
-    CHECK(!batch.overflow);
     int kept_fd = kept.v[0].fd;
     ckpt_clear(&kept);
     CHECK_EQ_INT(kept.n, 0);
     CHECK(!kept.overflow);
     errno = 0;
     CHECK(fcntl(kept_fd, F_GETFD) < 0 && errno == EBADF);
-    ckpt_clear(&batch);
+
+    /* past the limit only syncfs will do: every descriptor closed */
+    fd = open("/dev/null", O_RDONLY);
+    for (int i = 0; i < 3; i++)
+        ckpt_keep(&batch, fd, names, sizeof names, 100);
+    ckpt_keep(&kept, fd, names, sizeof names, 100);
+    close(fd);
+    kept_fd = kept.v[0].fd;
+    CHECK(ckpt_move(&kept, &batch, 3));
+    CHECK_EQ_INT(kept.n, 0);
+    CHECK_EQ_INT(kept.bytes, 400);
+    CHECK(kept.overflow);
+    errno = 0;
+    CHECK(fcntl(kept_fd, F_GETFD) < 0 && errno == EBADF);
+    CHECK(!ckpt_move(&kept, &batch, 3));            /* no longer "full" */
+    ckpt_clear(&kept);
 
     ckpt_keep(&batch, -1, names, sizeof names, 1);  /* dup fails */
     CHECK(batch.overflow);
     CHECK_EQ_INT(batch.n, 0);
+    ckpt_move(&kept, &batch, 100);                  /* and so does kept */
+    CHECK(kept.overflow);
+    ckpt_without(&batch, 5);
+    CHECK(batch.overflow);
+    CHECK_EQ_INT(batch.bytes, 5);
     ckpt_clear(&batch);
+    ckpt_clear(&kept);
 }
 
 /* File by file only when every file is kept and someone else's
