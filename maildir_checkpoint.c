@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "maildir.h"
 #include "maildir_journal_record.h"
 
@@ -201,15 +202,42 @@ static int ckpt_sync_boxes(const char *root, const struct ckpt_set *s)
     return rc;
 }
 
-int ckpt_sync(const char *root, int root_fd, const struct ckpt_set *s,
-              enum ckpt_way way)
+static int ckpt_sync_files(const char *root, const struct ckpt_set *s)
 {
-    if (way == CKPT_FILESYSTEM)
-        return syncfs(root_fd);
     for (size_t i = 0; i < s->n; i++)
         sync_file_range(s->v[i].fd, 0, 0, SYNC_FILE_RANGE_WRITE);
     for (size_t i = 0; i < s->n; i++)
         if (fsync(s->v[i].fd) < 0)
             return -1;
     return ckpt_sync_boxes(root, s);
+}
+
+int ckpt_sync(const char *root, int root_fd, const struct ckpt_set *s,
+              enum ckpt_way *way)
+{
+    if (*way == CKPT_FILES) {
+        if (ckpt_sync_files(root, s) == 0)
+            return 0;
+        log_error("checkpoint file by file: %s (syncing the filesystem "
+                  "instead)", strerror(errno));
+        *way = CKPT_FILESYSTEM;
+    }
+    return syncfs(root_fd);
+}
+
+/* ---- whether to keep descriptors at all --------------------------------- */
+
+/* Looked at most this often; kept this long after the machine was last
+ * seen busy. */
+#define CKPT_CHECK_US 100000ULL
+#define CKPT_CALM_US (10 * 1000000ULL)
+
+bool ckpt_keeping(struct ckpt_watch *w, uint64_t now_us, uint64_t ours)
+{
+    if (now_us - w->checked_us >= CKPT_CHECK_US) {
+        w->checked_us = now_us;
+        if (ckpt_busy(maildir_unwritten_bytes(), ours))
+            w->busy_at_us = now_us;
+    }
+    return w->busy_at_us != 0 && now_us - w->busy_at_us < CKPT_CALM_US;
 }

@@ -72,8 +72,7 @@ struct journal {
     unsigned batch_records;
     uint8_t key[JOURNAL_KEY_LEN];   /* the records' checksum key (set
                                        before shared_fd, then constant) */
-    bool keeping;               /* descriptors kept for the checkpoint */
-    uint64_t keep_checked_us;   /* when keeping was last decided */
+    struct ckpt_watch watch;    /* whether descriptors are worth keeping */
     uint64_t retry_at_us;       /* the file could not be made: per file
                                    until then (CLOCK_MONOTONIC) */
     struct ckpt_set batch;      /* the batch's files, until it is synced */
@@ -308,22 +307,6 @@ static int journal_read_body(struct journal *j, int fd, uint64_t len)
     return 0;
 }
 
-/* Whether each file is worth a descriptor kept for the checkpoint: only
- * while the machine holds much unwritten data beyond our records', when
- * the checkpoint goes file by file (maildir_checkpoint.h). Looked up at
- * most every 100 ms. */
-static bool journal_keeping(struct journal *j)
-{
-    uint64_t now = journal_now_us();
-    if (now - j->keep_checked_us >= 100000) {
-        j->keep_checked_us = now;
-        j->keeping = ckpt_busy(maildir_unwritten_bytes(),
-                               atomic_load_explicit(&j->st.bytes_used,
-                                                    memory_order_relaxed));
-    }
-    return j->keeping;
-}
-
 /* No room for a record: the checkpoint is asked for now. */
 static void journal_kick_full(struct journal *j)
 {
@@ -379,7 +362,9 @@ int journal_add(struct journal *j, const char *names, uint32_t names_len,
         j->batch_first = j->head_off;
     j->head_off += size;
     j->head_seq++;
-    if (journal_keeping(j))
+    if (ckpt_keeping(&j->watch, journal_now_us(),
+                     atomic_load_explicit(&j->st.bytes_used,
+                                          memory_order_relaxed)))
         ckpt_keep(&j->batch, fd, names, names_len, len);
     else
         ckpt_without(&j->batch, len);
@@ -473,13 +458,8 @@ static int journal_checkpoint(struct journal *j, int fd, struct jslot *to,
 {
     uint64_t t0 = journal_now_us();
     enum ckpt_way way = ckpt_choose(files, maildir_unwritten_bytes());
-    int rc = ckpt_sync(j->root, j->root_fd, files, way);
-    if (rc < 0 && way == CKPT_FILES) {
-        log_error("journal %s: checkpoint file by file: %s (syncing the "
-                  "filesystem instead)", j->path, strerror(errno));
-        rc = ckpt_sync(j->root, j->root_fd, files, way = CKPT_FILESYSTEM);
-    }
-    if (rc < 0 || journal_slot_write(fd, to) < 0) {
+    if (ckpt_sync(j->root, j->root_fd, files, &way) < 0
+        || journal_slot_write(fd, to) < 0) {
         log_error("journal %s: checkpoint: %s (tried again in %u s)",
                   j->path, strerror(errno), j->interval);
         return -1;

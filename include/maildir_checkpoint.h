@@ -77,10 +77,25 @@ bool ckpt_busy(unsigned long long unwritten, uint64_t ours);
 enum ckpt_way ckpt_choose(const struct ckpt_set *s,
                           unsigned long long unwritten);
 
-/* Syncs s the given way (its files under root; root_fd open on root):
- * 0, or -1 with errno. A mailbox removed since is not an error. */
+/* Syncs s the way *way says (its files under root; root_fd open on
+ * root): 0, or -1 with errno. A mailbox removed since is not an error.
+ * When file by file fails, that is logged and the filesystem is synced
+ * instead (*way says so). */
 int ckpt_sync(const char *root, int root_fd, const struct ckpt_set *s,
-              enum ckpt_way way);
+              enum ckpt_way *way);
+
+/*
+ * Whether the journal should keep a descriptor for each new record: while
+ * the machine is busy (ckpt_busy; ours, the bytes of the records not yet
+ * checkpointed), looked up at most every 100 ms, and for 10 s after. A
+ * writer's unwritten data comes and goes (a dd loop's drops each time it
+ * deletes its file), and one record made in such a lull, without a
+ * descriptor, would send the whole checkpoint to syncfs.
+ */
+struct ckpt_watch {
+    uint64_t busy_at_us, checked_us;    /* CLOCK_MONOTONIC; 0: never */
+};
+bool ckpt_keeping(struct ckpt_watch *w, uint64_t now_us, uint64_t ours);
 
 /* Bytes the whole machine has not yet written to its disks (Dirty plus
  * Writeback in /proc/meminfo); 0 when that cannot be read. */

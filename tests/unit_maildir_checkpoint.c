@@ -2,7 +2,8 @@
  * unit_maildir_checkpoint.c - what a journal checkpoint keeps and how it
  * syncs: descriptors kept past their file's rename into cur/, a set that
  * overflows (and then only syncfs will do), the choice between the two
- * ways, and a file-by-file sync over mailboxes one of which was removed.
+ * ways, a file-by-file sync over mailboxes one of which was removed, and
+ * how long descriptors are kept after the machine was last busy.
  */
 #include "maildir.h"
 #include "maildir_checkpoint.h"
@@ -105,7 +106,7 @@ static void test_choose(void)
 
 /* A file a reader moved into cur/ is still synced through its
  * descriptor; a mailbox removed since is no error; a mailbox whose
- * new/ became a file is. */
+ * new/ became a file makes it sync the whole filesystem instead. */
 static void test_sync_by_files(void)
 {
     char root[64], path[PATH_MAX], to[PATH_MAX];
@@ -127,19 +128,38 @@ static void test_sync_by_files(void)
     CHECK_EQ_INT(rename(path, to), 0);              /* a reader saw it */
     snprintf(path, sizeof path, "rm -rf %s/carol", root);
     CHECK_EQ_INT(system(path), 0);                  /* carol is gone */
-    CHECK_EQ_INT(ckpt_sync(root, rfd, &s, CKPT_FILES), 0);
-    CHECK_EQ_INT(ckpt_sync(root, rfd, &s, CKPT_FILESYSTEM), 0);
+    enum ckpt_way way = CKPT_FILES;
+    CHECK_EQ_INT(ckpt_sync(root, rfd, &s, &way), 0);
+    CHECK_EQ_INT(way, CKPT_FILES);
+    way = CKPT_FILESYSTEM;
+    CHECK_EQ_INT(ckpt_sync(root, rfd, &s, &way), 0);
 
     snprintf(path, sizeof path, "rm -rf %s/bob/new && touch %s/bob/new",
              root, root);
     CHECK_EQ_INT(system(path), 0);                  /* not a directory */
-    CHECK_EQ_INT(ckpt_sync(root, rfd, &s, CKPT_FILES), -1);
+    way = CKPT_FILES;                               /* falls back to syncfs */
+    CHECK_EQ_INT(ckpt_sync(root, rfd, &s, &way), 0);
+    CHECK_EQ_INT(way, CKPT_FILESYSTEM);
     ckpt_clear(&s);
     close(rfd);
     tmpdir_remove(root);
 }
 
+/* Once the machine was seen busy, descriptors are kept for 10 s. ("ours"
+ * so large that the machine never looks busy beyond it here.) */
+static void test_keeping_lasts_10s(void)
+{
+    struct ckpt_watch w = { 0 };
+    const uint64_t never = UINT64_MAX / 2;
+    CHECK(!ckpt_keeping(&w, 1000000, never));
+    w.busy_at_us = 2000000;                         /* busy at 2 s */
+    CHECK(ckpt_keeping(&w, 2050000, never));
+    CHECK(ckpt_keeping(&w, 11900000, never));
+    CHECK(!ckpt_keeping(&w, 12000000, never));
+}
+
 UNIT_MAIN("maildir_checkpoint",
           { "keep_move_clear", test_keep_move_clear },
           { "choose", test_choose },
-          { "sync_by_files", test_sync_by_files })
+          { "sync_by_files", test_sync_by_files },
+          { "keeping_lasts_10s", test_keeping_lasts_10s })
