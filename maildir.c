@@ -303,21 +303,31 @@ static DIR *maildir_opendir(const char *path)
     return d;
 }
 
-/* Keeps names[0..*n) sorted and at most max long: the smallest names win,
- * so the caller sees the first max candidates in strcmp order. */
-static void maildir_insert_sorted(char names[][MAILDIR_NAME_MAX + 1],
-                                  size_t *n, size_t max, const char *name)
+static int maildir_cmp_names(const void *a, const void *b)
 {
-    size_t i;
+    return strcmp(a, b);
+}
+
+/* Adds name to names[0..*n), at most max, the smallest in strcmp order
+ * winning: appended while there is room, sorted once (*sorted) when it
+ * runs out or at the end (100,000 mailboxes read whole must not cost an
+ * insertion sort); past max, one that sorts first replaces the largest. */
+static void maildir_keep_name(char names[][MAILDIR_NAME_MAX + 1], size_t *n,
+                              size_t max, bool *sorted, const char *name)
+{
+    if (*n < max) {
+        memcpy(names[(*n)++], name, strlen(name) + 1);
+        return;
+    }
     if (max == 0)
         return;
-    if (*n == max) {
-        if (strcmp(name, names[max - 1]) >= 0)
-            return;
-        i = max - 1;                  /* the largest one drops out */
-    } else {
-        i = (*n)++;
+    if (!*sorted) {
+        qsort(names, *n, sizeof names[0], maildir_cmp_names);
+        *sorted = true;
     }
+    size_t i = max - 1;
+    if (strcmp(name, names[i]) >= 0)
+        return;
     for (; i > 0 && strcmp(names[i - 1], name) > 0; i--)
         memcpy(names[i], names[i - 1], MAILDIR_NAME_MAX + 1);
     memcpy(names[i], name, strlen(name) + 1);
@@ -328,6 +338,7 @@ int maildir_find_prefix(const char *root, const char *prefix,
 {
     char low[MAILDIR_NAME_MAX + 1];
     size_t plen = strlen(prefix), kept = 0;
+    bool sorted = false;
     int found = 0;
 
     if (plen > MAILDIR_NAME_MAX)
@@ -346,9 +357,11 @@ int maildir_find_prefix(const char *root, const char *prefix,
             !maildir_name_ok(e->d_name, 1) || !maildir_exists(root, e->d_name))
             continue;
         found++;
-        maildir_insert_sorted(names, &kept, max, e->d_name);
+        maildir_keep_name(names, &kept, max, &sorted, e->d_name);
     }
     int saved = errno;
+    if (!sorted && kept > 1)
+        qsort(names, kept, sizeof names[0], maildir_cmp_names);
     closedir(d);
     errno = saved;
     return saved ? -1 : found;

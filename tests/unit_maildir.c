@@ -331,11 +331,37 @@ static void test_clean_tmp(void)
     tmpdir_remove(dir);
 }
 
+/* Many mailboxes, read whole or only the first few: strcmp order either
+ * way (the names are made in an order readdir does not keep). */
+static void test_find_prefix_many(void)
+{
+    enum { N = 300 };
+    static char all[N][MAILDIR_NAME_MAX + 1];
+    char dir[64], name[16], few[5][MAILDIR_NAME_MAX + 1];
+    tmpdir_make(dir, sizeof dir);
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "u%03d", (i * 7) % N);   /* 7 is coprime */
+        maildir_create(dir, name);
+    }
+    CHECK_EQ_INT(maildir_find_prefix(dir, "", all, N), N);
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "u%03d", i);
+        CHECK(strcmp(all[i], name) == 0);
+    }
+    CHECK_EQ_INT(maildir_find_prefix(dir, "u1", few, 5), 100);
+    for (int i = 0; i < 5; i++) {
+        snprintf(name, sizeof name, "u1%02d", i);
+        CHECK(strcmp(few[i], name) == 0);
+    }
+    tmpdir_remove(dir);
+}
+
 UNIT_MAIN("maildir",
           { "root_init", test_root_init },
           { "create_exists", test_create_exists },
           { "links_not_mailboxes", test_links_not_mailboxes },
           { "find_prefix", test_find_prefix },
+          { "find_prefix_many", test_find_prefix_many },
           { "msg_write_abort", test_msg_write_abort },
           { "msg_names", test_msg_names },
           { "msg_copy", test_msg_copy },
