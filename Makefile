@@ -191,7 +191,7 @@ bench: all build/bench/journal_probe $(if $(filter 0,$(TLS)),,build/bench/tlsloa
 
 # A batch made durable file by file or in one journal (docs/benchmarks.md,
 # "The write-ahead journal"); run.sh builds it too.
-build/bench/journal_probe: bench/journal_probe.c maildir_sha256.c include/maildir_sha256.h
+build/bench/journal_probe: bench/journal_probe.c bench/bench_util.h maildir_sha256.c include/maildir_sha256.h
 	mkdir -p build/bench
 	$(CC) -std=c11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude \
 	  bench/journal_probe.c maildir_sha256.c -o $@

@@ -31,6 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 #define MAX_BATCH 256
 #define MAX_BOXES 16
 #define THREADS 8
@@ -48,19 +50,6 @@ static int fds[MAX_BATCH];
 static char tmp_path[MAX_BATCH][PATH_MAX];
 static char new_path[MAX_BATCH][PATH_MAX];
 static int dir_fd[MAX_BOXES];
-
-static void die(const char *what)
-{
-    perror(what);
-    exit(1);
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* Flush requests completed and ms spent on them (fields 16, 17). */
 static void flushes(unsigned long long *count, unsigned long long *ms)

@@ -21,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 #define BATCH 64
 #define BASE_MAX (PATH_MAX / 4)     /* short enough for every path built on it */
 
@@ -32,19 +34,6 @@ struct run {
 };
 
 static char *payload;
-
-static void die(const char *what)
-{
-    perror(what);
-    exit(1);
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void mkdirs(const char *dir)
 {

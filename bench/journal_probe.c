@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "maildir_sha256.h"
 
 #define MAX_BATCH 256
@@ -69,19 +70,6 @@ struct tally {
     int n;
     unsigned long long flushes;
 };
-
-static void die(const char *what)
-{
-    perror(what);
-    exit(1);
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* Flush requests the device completed (field 16 of its stat), 0 without DEV. */
 static unsigned long long flushes(void)
