@@ -271,6 +271,16 @@ def send_mail(client, sender, rcpts, body):
     return client.reply_line()
 
 
+def wait_for(cond, timeout=10):
+    """Polls cond until it holds (True) or timeout seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
+
+
 def fd_count(pid):
     """The server's open descriptors, leaving out message files of a
     Maildir: while other programs keep the disk busy, the journal keeps

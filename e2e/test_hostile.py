@@ -16,6 +16,7 @@ import pytest
 
 from conftest import (SANITIZED, SMTPD_BIN, Client, fd_count, greeted,
                       only_file, queue_id, send_mail, strip_trace)
+from conftest import wait_for as wait_until  # test_bdat, test_session_hardening
 
 REPLY_LINE = re.compile(rb"^\d{3}[ -]")
 LOG_LINE = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} smtpd\[\d+\] "
@@ -63,15 +64,6 @@ def need_fds(n):
     if hard != resource.RLIM_INFINITY and hard < n:
         pytest.skip("open-files hard limit %d < %d" % (hard, n))
     resource.setrlimit(resource.RLIMIT_NOFILE, (n, hard))
-
-
-def wait_until(pred, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
 
 
 # ---- slowloris --------------------------------------------------------------

@@ -25,7 +25,7 @@ import time
 import pytest
 
 from conftest import (SMTPD_BIN, Client, free_port, greeted, queue_id,
-                      send_mail, strip_trace)
+                      send_mail, strip_trace, wait_for)
 from test_faults import shim, shim_env  # noqa: F401  (shim: a fixture)
 
 SLOT_SIZE = 4096
@@ -164,16 +164,6 @@ def stored_tokens(root, subs=("new", "cur", "tmp")):
         if m:
             found[m.group(1)] = found.get(m.group(1), 0) + 1
     return found
-
-
-def wait_for(cond, timeout=10):
-    """Polls cond until it holds (True) or timeout seconds pass (False)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
 
 
 def kill9(srv):

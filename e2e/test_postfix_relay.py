@@ -11,24 +11,14 @@ import shutil
 import smtplib
 import subprocess
 import tempfile
-import time
 
 import pytest
 
-from conftest import free_port
+from conftest import free_port, wait_for
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "bench" / "postfix.sh"
 JORG = "j\u00f6rg"
-
-
-def wait_for(pred, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.1)
-    return pred()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import SMTPD_BIN, free_port, no_reply
+from conftest import SMTPD_BIN, free_port, no_reply, wait_for
 from test_valgrind import valgrind_bin  # noqa: F401  (the fixture)
 from tls_helpers import (TlsClient, certs, client_context, fd_count,  # noqa: F401
                          need_tool, smtps_port, tls_args)
@@ -38,15 +38,6 @@ def client_hello():
     return hello
 
 
-def wait_for(pred, timeout=5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
-
-
 def wait_log(srv, text, timeout=5):
     assert wait_for(lambda: text in srv.log_text(), timeout), srv.log_text()[-2000:]
 
@@ -66,7 +57,7 @@ def settled_fds(srv):
 
 
 def assert_no_fd_leak(srv, before):
-    assert wait_for(lambda: fd_count(srv.pid) == before), (
+    assert wait_for(lambda: fd_count(srv.pid) == before, 5), (
         fd_count(srv.pid), before)
 
 
