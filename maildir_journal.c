@@ -503,7 +503,8 @@ static void journal_checkpoint_once(struct journal *j)
     ckpt_clear(&files);
     pthread_mutex_lock(&j->mu);
     if (way < 0) {
-        j->kept.overflow = true;    /* those descriptors are gone */
+        /* those records' descriptors are gone: only syncfs covers them */
+        ckpt_without(&j->kept, 0);
         return;
     }
     j->by_files = way == CKPT_FILES;
